@@ -1,0 +1,76 @@
+// The encrypting side of mail_crypt v2 (spec §2.3, §2.4, §7 step 4): wrap a fresh message key
+// to a folder public key, then stream AES-256-GCM over the body. Constant memory: each chunk is
+// enciphered and passed on as it arrives.
+
+import crypto from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { encodeHeader, KD_LENGTH } from './format.ts';
+import { checkHash, pbkdf2 } from './kdf.ts';
+import { type EcPublicKey, ecdh, generateKey } from './keys.ts';
+
+const ROUNDS = 2048;
+
+export interface SealParams {
+  /** The complete file header (magic … key data). */
+  header: Buffer;
+  /** 60 bytes of key material: key(32) ‖ iv(12) ‖ aad(16). Zeroed by the stream when done. */
+  kd: Buffer;
+}
+
+/**
+ * Make a message key and its header, encrypted to `to` (the folder's active public key).
+ * Key generation and PBKDF2 run on libuv's threadpool.
+ */
+export async function makeSealParams(to: EcPublicKey): Promise<SealParams> {
+  const kd = crypto.randomBytes(KD_LENGTH);
+  const eph = await generateKey(to.curve);
+  const secret = ecdh(eph, to);
+  const t = await pbkdf2(secret, eph.point, ROUNDS, 48).finally(() => secret.fill(0));
+  try {
+    const cbc = crypto.createCipheriv('aes-256-cbc', t.subarray(0, 32), t.subarray(32, 48));
+    const encryptedKey = Buffer.concat([cbc.update(kd), cbc.final()]);
+    const header = encodeHeader({ keyId: to.id, ephemeral: eph.point, encryptedKey, checkHash: checkHash(kd, ROUNDS) }, ROUNDS);
+    return { header, kd };
+  } finally {
+    t.fill(0);
+  }
+}
+
+/** A Transform: plaintext in, a complete mail_crypt v2 file out (header, ciphertext, tag). */
+export class SealStream extends Transform {
+  private readonly cipher: crypto.CipherGCM;
+  private header: Buffer | null;
+
+  constructor(params: SealParams) {
+    super();
+    const { kd } = params;
+    this.cipher = crypto.createCipheriv('aes-256-gcm', kd.subarray(0, 32), kd.subarray(32, 44));
+    this.cipher.setAAD(kd.subarray(44, 60));
+    kd.fill(0);
+    this.header = params.header;
+  }
+
+  private pushHeader(): void {
+    if (this.header) {
+      this.push(this.header);
+      this.header = null;
+    }
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.pushHeader();
+    cb(null, this.cipher.update(chunk));
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.pushHeader();
+    const rest = this.cipher.final();
+    if (rest.length) this.push(rest);
+    cb(null, this.cipher.getAuthTag());
+  }
+}
+
+/** Convenience: a ready SealStream encrypting to `to`. */
+export async function createSealStream(to: EcPublicKey): Promise<SealStream> {
+  return new SealStream(await makeSealParams(to));
+}
