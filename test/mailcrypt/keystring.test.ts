@@ -19,7 +19,7 @@ for (const u of vectorUsers()) {
     const userPriv = d.get(`priv/${g}/${USER_PREFIX}privkeys/${u.user_key_id}`)!;
     const pp = parsePrivateKey(userPriv);
     t.is(pp.enctype, 2);
-    t.is<string>(pp.curve.name, u.curve);
+    t.is(pp.curve.name as string, u.curve);
     const user = await openPrivateKey(pp, { password: u.password });
     t.is(user.id, u.user_key_id);
     await t.throwsAsync(openPrivateKey(pp, { password: u.password + 'x' }), { instanceOf: MailsealError, message: 'wrong password' });

@@ -63,7 +63,7 @@ for (const u of users) {
       bad[at]! ^= 0x01;
       const { out, err } = await attempt(t, bad, (id) => folders.get(id));
       t.true(err instanceof MailsealError, `got ${String(err)}`);
-      t.is<string>(err!.code, code);
+      t.is(err!.code as string, code);
       t.regex(err!.message, msg);
       t.is(out.length, 0, 'not one byte of plaintext');
     });
