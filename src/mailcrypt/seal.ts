@@ -36,13 +36,15 @@ export async function makeSealParams(to: EcPublicKey): Promise<SealParams> {
   }
 }
 
-/** A Transform: plaintext in, a complete mail_crypt v2 file out (header, ciphertext, tag). */
-export class SealStream extends Transform {
+/**
+ * The body cipher of one message: `header` first, then `update()` for each plaintext chunk,
+ * then `final()` for the last bytes and the 16-byte tag. The key material is zeroed at once.
+ */
+export class Sealer {
+  readonly header: Buffer;
   private readonly cipher: crypto.CipherGCM;
-  private header: Buffer | null;
 
   constructor(params: SealParams) {
-    super();
     const { kd } = params;
     this.cipher = crypto.createCipheriv('aes-256-gcm', kd.subarray(0, 32), kd.subarray(32, 44));
     this.cipher.setAAD(kd.subarray(44, 60));
@@ -50,23 +52,41 @@ export class SealStream extends Transform {
     this.header = params.header;
   }
 
-  private pushHeader(): void {
-    if (this.header) {
-      this.push(this.header);
-      this.header = null;
+  update(plain: Buffer): Buffer {
+    return this.cipher.update(plain);
+  }
+
+  final(): Buffer {
+    const rest = this.cipher.final();
+    return rest.length ? Buffer.concat([rest, this.cipher.getAuthTag()]) : this.cipher.getAuthTag();
+  }
+}
+
+/** A Transform: plaintext in, a complete mail_crypt v2 file out (header, ciphertext, tag). */
+export class SealStream extends Transform {
+  private readonly sealer: Sealer;
+  private started = false;
+
+  constructor(params: SealParams) {
+    super();
+    this.sealer = new Sealer(params);
+  }
+
+  private start(): void {
+    if (!this.started) {
+      this.push(this.sealer.header);
+      this.started = true;
     }
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.pushHeader();
-    cb(null, this.cipher.update(chunk));
+    this.start();
+    cb(null, this.sealer.update(chunk));
   }
 
   override _flush(cb: TransformCallback): void {
-    this.pushHeader();
-    const rest = this.cipher.final();
-    if (rest.length) this.push(rest);
-    cb(null, this.cipher.getAuthTag());
+    this.start();
+    cb(null, this.sealer.final());
   }
 }
 

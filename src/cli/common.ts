@@ -1,0 +1,26 @@
+// Options every command shares, resolved flags > MAILSEAL_* env > defaults.
+
+import { type Command, Option } from 'commander';
+import path from 'node:path';
+import { DEFAULTS } from '../config.ts';
+
+export interface GlobalOptions {
+  maildir: string;
+  db: string;
+}
+
+export function globalOptions(program: Command): void {
+  program
+    .addOption(new Option('--maildir <dir>', 'mail root: homes are <dir>/<domain>/<user>').env('MAILSEAL_MAILDIR').default(DEFAULTS.maildir))
+    .addOption(new Option('--db <file>', 'SQLite user database').env('MAILSEAL_DB').default(DEFAULTS.db));
+}
+
+/** The global options, with paths made absolute. */
+export function globals(cmd: Command): GlobalOptions {
+  const o = cmd.optsWithGlobals() as GlobalOptions;
+  return { maildir: path.resolve(o.maildir), db: path.resolve(o.db) };
+}
+
+export function passwordStdinOption(): Option {
+  return new Option('--password-stdin', 'read secrets from standard input, one per line, in prompt order');
+}

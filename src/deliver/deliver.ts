@@ -1,0 +1,154 @@
+// One DATA stream → one sealed Maildir file per recipient (design.md "The data path").
+// The body is read once, converted CRLF → LF once, and fanned out to one encrypting writer per
+// recipient; every write is awaited, so the slowest writer sets the pace (backpressure) and
+// memory stays bounded by the chunk size times the number of recipients. Nothing but
+// ciphertext reaches the disk. Each recipient gets its own result: one failing writer (no key,
+// disk full) does not stop the others.
+
+import type { Readable } from 'node:stream';
+import { MailsealError, toMailsealError } from '../errors.ts';
+import type { EcPublicKey } from '../mailcrypt/keys.ts';
+import { makeSealParams, Sealer } from '../mailcrypt/seal.ts';
+import { MaildirWriter } from '../maildir/writer.ts';
+import { LfConverter } from './lf.ts';
+import { type TraceInfo, traceHeaders } from './trace.ts';
+
+/** Where one recipient's copy goes. */
+export interface Target {
+  /** Recipient as given in RCPT TO. */
+  rcpt: string;
+  /** The Maildir folder directory (holds cur/ new/ tmp/). */
+  folder: string;
+  /** Resolves the folder's active public key (creating it if needed). */
+  key: () => Promise<EcPublicKey>;
+}
+
+export type Result = { ok: true; path: string; size: number; vsize: number } | { ok: false; error: MailsealError };
+
+/** Bytes buffered per recipient before a write is issued. */
+const FLUSH_AT = 256 * 1024;
+
+class Sink {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  error: MailsealError | null = null;
+
+  constructor(
+    readonly target: Target,
+    private readonly writer: MaildirWriter,
+    private readonly sealer: Sealer,
+    private readonly headerSize: { size: number; lines: number },
+  ) {
+    this.pending.push(sealer.header);
+    this.pendingBytes = sealer.header.length;
+  }
+
+  static async open(target: Target, trace: Buffer): Promise<Sink> {
+    const key = await target.key();
+    const params = await makeSealParams(key);
+    const writer = await MaildirWriter.create(target.folder);
+    const sealer = new Sealer(params);
+    const counter = new LfConverter();
+    counter.count(trace);
+    const sink = new Sink(target, writer, sealer, { size: counter.size, lines: counter.lines });
+    sink.add(sealer.update(trace));
+    return sink;
+  }
+
+  private add(buf: Buffer): void {
+    if (buf.length === 0) return;
+    this.pending.push(buf);
+    this.pendingBytes += buf.length;
+  }
+
+  /** Encrypt a plaintext chunk; write when enough has gathered. */
+  async write(plain: Buffer): Promise<void> {
+    this.add(this.sealer.update(plain));
+    if (this.pendingBytes >= FLUSH_AT) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.writer.write(buf);
+  }
+
+  async commit(body: LfConverter): Promise<Result> {
+    this.add(this.sealer.final());
+    await this.flush();
+    const size = this.headerSize.size + body.size;
+    const vsize = size + this.headerSize.lines + body.lines;
+    const path = await this.writer.commit(size, vsize);
+    return { ok: true, path, size, vsize };
+  }
+
+  abort(): Promise<void> {
+    this.pending = [];
+    return this.writer.abort();
+  }
+}
+
+export interface DeliveryInput {
+  source: Readable & { sizeExceeded?: boolean };
+  targets: Target[];
+  trace: Omit<TraceInfo, 'rcpt'>;
+}
+
+/**
+ * Deliver one message to every target. Resolves with one result per target, in order; never
+ * rejects. A source error (client gone) or an oversized message fails every target and leaves
+ * no file behind.
+ */
+export async function deliver(input: DeliveryInput): Promise<Result[]> {
+  const { source, targets } = input;
+  const results: (Result | null)[] = targets.map(() => null);
+  const opened = await Promise.all(
+    targets.map((t, i) =>
+      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt })).catch((err) => {
+        results[i] = { ok: false, error: toMailsealError(err) };
+        return null;
+      }),
+    ),
+  );
+  const live = new Set<Sink>(opened.filter((s): s is Sink => s !== null));
+  const fail = async (sink: Sink, err: unknown) => {
+    sink.error = toMailsealError(err);
+    live.delete(sink);
+    await sink.abort();
+  };
+  const lf = new LfConverter();
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      if (source.sizeExceeded) throw new MailsealError('too-big', 'message exceeds the size limit');
+      const out = lf.push(chunk);
+      if (out.length === 0 || live.size === 0) continue;
+      await Promise.all([...live].map((s) => s.write(out).catch((err) => fail(s, err))));
+    }
+    if (source.sizeExceeded) throw new MailsealError('too-big', 'message exceeds the size limit');
+    const tail = lf.end();
+    if (tail.length) await Promise.all([...live].map((s) => s.write(tail).catch((err) => fail(s, err))));
+  } catch (err) {
+    // Nothing of this message may stay: abort every writer and drain what is left.
+    const e = toMailsealError(err);
+    await Promise.all([...live].map((s) => fail(s, e)));
+    source.resume();
+  }
+  await Promise.all(
+    opened.map(async (sink, i) => {
+      if (!sink) return;
+      if (sink.error) {
+        results[i] = { ok: false, error: sink.error };
+        return;
+      }
+      try {
+        results[i] = await sink.commit(lf);
+      } catch (err) {
+        await sink.abort();
+        results[i] = { ok: false, error: toMailsealError(err) };
+      }
+    }),
+  );
+  return results.map((r) => r ?? { ok: false, error: new MailsealError('internal', 'no result') });
+}

@@ -1,0 +1,37 @@
+// mailseal command line: parse argv, run the command, turn errors into one clear line.
+
+import { Command, CommanderError } from 'commander';
+import { MailsealError } from './errors.ts';
+import { registerCat } from './cli/cat.ts';
+import { registerServe } from './cli/serve.ts';
+import { registerUser } from './cli/user.ts';
+import { globalOptions } from './cli/common.ts';
+
+const program = new Command('mailseal')
+  .description('LMTP delivery agent that seals mail at rest for Dovecot mail_crypt')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+globalOptions(program);
+registerServe(program);
+registerUser(program);
+registerCat(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode;
+  } else if (err instanceof MailsealError) {
+    process.stderr.write(`mailseal: error: ${err.message}\n`);
+    const hint = (err as MailsealError & { hint?: string }).hint;
+    if (hint) process.stderr.write(`mailseal: hint: ${hint}\n`);
+    process.exitCode = err.exitCode;
+  } else {
+    const e = err as NodeJS.ErrnoException;
+    const msg = e.code && e.path ? `${e.code}: ${e.path}` : e.message ?? String(err);
+    process.stderr.write(`mailseal: error: ${msg}\n`);
+    if (process.env.MAILSEAL_DEBUG) process.stderr.write(`${e.stack}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,90 @@
+// The public key a folder's new mail is sealed to, as the delivery path needs it: read from the
+// user's dict, cached, and re-read when the file changes (Dovecot and the CLI replace it by
+// rename, so a changed inode, size or mtime means new contents). A folder without a key gets
+// one, created under the dict lock and encrypted to the user's active public key (spec §7.3);
+// a user without a key is a `no-key` error (451: never plaintext).
+
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { MailsealError } from '../errors.ts';
+import { type EcPublicKey, generateKey, publicOnly } from '../mailcrypt/keys.ts';
+import { formatPrivateKey, formatPublicKey } from '../mailcrypt/keystring.ts';
+import { ensureMailbox, readMailboxGuid } from '../maildir/uidlist.ts';
+import { readDict, updateDict } from './dictfile.ts';
+import { activePublicKey, putKey } from './keyring.ts';
+
+export const DICT_NAME = 'dovecot-attributes';
+
+interface Cached {
+  ino: number;
+  size: number;
+  mtimeMs: number;
+  dict: Map<string, string>;
+  /** Parsed active public keys by folder GUID (a parse costs a point decompression). */
+  keys: Map<string, EcPublicKey | null>;
+}
+
+export class FolderKeys {
+  private cache = new Map<string, Cached>();
+
+  /** Forget every cached dict. */
+  clear(): void {
+    this.cache.clear();
+  }
+
+  /** The dict of a Maildir, from cache if the file is unchanged. */
+  private async dict(maildir: string): Promise<Cached> {
+    const file = path.join(maildir, DICT_NAME);
+    let st: { ino: number; size: number; mtimeMs: number } | null = null;
+    try {
+      st = await fs.stat(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const hit = this.cache.get(file);
+    if (hit && st && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
+    const { dict, stat } = await readDict(file);
+    const entry: Cached = { ino: stat?.ino ?? -1, size: stat?.size ?? -1, mtimeMs: stat?.mtimeMs ?? -1, dict, keys: new Map() };
+    if (stat) this.cache.set(file, entry);
+    else this.cache.delete(file);
+    return entry;
+  }
+
+  /**
+   * The active public key of `folder` (a directory inside `maildir`, or `maildir` itself for
+   * INBOX), creating the folder key if there is none yet.
+   * @throws MailsealError no-key (no user key: the user was never keyed), bad-format (damaged dict).
+   */
+  async activeKey(maildir: string, folder: string): Promise<EcPublicKey> {
+    const guid = (await readMailboxGuid(folder)) ?? (await ensureMailbox(folder));
+    const c = await this.dict(maildir);
+    let key = c.keys.get(guid);
+    if (key === undefined) {
+      key = activePublicKey(c.dict, 'folder', guid);
+      c.keys.set(guid, key);
+    }
+    return key ?? this.createFolderKey(maildir, guid);
+  }
+
+  private async createFolderKey(maildir: string, folderGuid: string): Promise<EcPublicKey> {
+    const inboxGuid = await readMailboxGuid(maildir);
+    if (!inboxGuid) throw new MailsealError('no-key', 'the user has no INBOX (no dovecot-uidlist): not provisioned');
+    let result: EcPublicKey | null = null;
+    await updateDict(path.join(maildir, DICT_NAME), async (dict) => {
+      // Another process may have made one while we waited for the lock.
+      result = activePublicKey(dict, 'folder', folderGuid);
+      if (result) return false;
+      const userKey = activePublicKey(dict, 'user', inboxGuid);
+      if (!userKey) throw new MailsealError('no-key', 'the user has no key: set it up with "mailseal user add" before mail arrives');
+      const key = await generateKey(userKey.curve);
+      putKey(dict, 'folder', folderGuid, {
+        id: key.id,
+        publicString: formatPublicKey(key),
+        privateString: await formatPrivateKey(key, { to: userKey }),
+      }, true);
+      result = publicOnly(key);
+      return true;
+    });
+    return result!;
+  }
+}
