@@ -59,7 +59,7 @@ test.before(async () => {
   await addUser(sb, 'alice@example.org', PW.alice);
   await addUser(sb, 'bob@example.org', PW.bob, 'secp521r1');
   await addUser(sb, 'carol@example.org', PW.carol, 'secp384r1');
-  agent = await startAgent(sb, ['--max-size', String(40 * 1024 * 1024)]);
+  agent = await startAgent(sb, ['--max-size', String(48 * 1024 * 1024)]);
 });
 
 test.after.always(async () => {
@@ -129,7 +129,7 @@ test.serial('a 30 MiB attachment (swaks) decrypts byte-exact', async (t) => {
 
 test.serial('over the size limit: 552 5.3.4 for every recipient, nothing stored', async (t) => {
   const before = files(path.join(homeOf(sb.maildir, 'alice@example.org'), 'Maildir', 'new')).length;
-  const big = Buffer.alloc(41 * 1024 * 1024, 'a\r\n'.repeat(10));
+  const big = Buffer.alloc(49 * 1024 * 1024, 'a\r\n'.repeat(10));
   const { data } = await lmtpSend(agent.port, { from: 'sender@example.net', to: ['alice@example.org', 'bob@example.org'], body: Buffer.concat([msg('big', ''), big]) });
   t.deepEqual(data.map((r) => r.code), [552, 552]);
   t.regex(data[0]!.text, /^5\.3\.4 /);
