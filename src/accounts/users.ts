@@ -62,7 +62,12 @@ export async function addUser(db: Db, mailRoot: string, req: AddUser): Promise<A
   const hash = await hashPassword(req.password);
 
   const maildir = path.join(home, 'Maildir');
-  await fs.mkdir(maildir, { recursive: true, mode: 0o700 });
+  // Directories we create belong to the mail user: Dovecot (as that user) must traverse them.
+  for (const dir of [mailRoot, path.dirname(home), home, maildir]) {
+    if ((await fs.mkdir(dir, { recursive: true, mode: 0o700 })) !== undefined && req.owner) {
+      await fs.chown(dir, req.owner.uid, req.owner.gid);
+    }
+  }
   const inboxGuid = await ensureMailbox(maildir);
   const userKey = await generateKey(curve);
   const folderKey = await generateKey(curve);

@@ -6,7 +6,7 @@
 //
 // Mail homes must be owned by the mail uid (vmailIds(), chownTree()). Needs root.
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -232,6 +232,22 @@ function run(cmd: string, args: string[]): Promise<DoveadmResult> {
       }
       resolve({ stdout, stderr, code });
     });
+  });
+}
+
+/**
+ * `dovecot -c CONF`: the master daemonises but keeps the stderr it was given, so a pipe would
+ * never close (execFile would wait forever). Its stderr goes to a file; we wait for the exit
+ * of the process we started.
+ */
+function startMaster(configPath: string, errFile: string): Promise<DoveadmResult> {
+  return new Promise((resolve) => {
+    const fd = fs.openSync(errFile, 'w');
+    const child = spawn('dovecot', ['-c', configPath], { stdio: ['ignore', 'ignore', fd] });
+    fs.closeSync(fd);
+    const read = () => fs.readFileSync(errFile, 'utf8');
+    child.on('error', (e) => resolve({ stdout: '', stderr: e.message, code: 127 }));
+    child.on('exit', (code, signal) => resolve({ stdout: '', stderr: read(), code: code ?? 128 + (signal ? os.constants.signals[signal] : 0) }));
   });
 }
 
@@ -485,7 +501,7 @@ userdb {
         extra: opts.extraConfig ?? '',
       }),
     );
-    const r = await run('dovecot', ['-c', configPath]); // daemonises; errors before that go to stderr
+    const r = await startMaster(configPath, path.join(dir, 'start.err')); // daemonises
     if (r.code !== 0) {
       lastErr = `dovecot -c exited ${r.code}: ${r.stderr.trim()}\n${tail(await readLog(logPath))}`;
       if (/Address already in use/i.test(lastErr)) continue;
