@@ -23,7 +23,8 @@ export interface LmtpOptions {
 }
 
 export interface Listener {
-  server: SMTPServer;
+  /** A new SMTPServer with the shared handlers: one per listening address. */
+  add(): SMTPServer;
   /** Stop accepting; wait for transactions in flight (up to graceMs), then close the rest. */
   close(graceMs?: number): Promise<void>;
 }
@@ -41,7 +42,8 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
   let inFlight = 0;
   let idle: (() => void) | null = null;
 
-  const server = new SMTPServer({
+  const servers: SMTPServer[] = [];
+  const options: ConstructorParameters<typeof SMTPServer>[0] = {
     lmtp: true,
     name,
     banner: 'mailseal ready',
@@ -110,21 +112,26 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
           if (inFlight === 0 && idle) idle();
         });
     },
-  });
-
-  server.on('error', (err) => logger.error({ err }, 'LMTP server error'));
+  };
 
   return {
-    server,
+    add() {
+      const server = new SMTPServer(options);
+      server.on('error', (err) => logger.error({ err }, 'LMTP server error'));
+      servers.push(server);
+      return server;
+    },
     close(graceMs = 30_000) {
       return new Promise<void>((resolveClose) => {
         const done = () => {
           clearTimeout(timer);
-          server.close(() => resolveClose());
+          let left = servers.length;
+          if (left === 0) resolveClose();
+          for (const s of servers) s.close(() => --left === 0 && resolveClose());
         };
         const timer = setTimeout(done, graceMs);
-        // Stop accepting new connections now; server.close() would wait for idle ones forever.
-        (server as unknown as { server: import('node:net').Server }).server.close();
+        // Stop accepting new connections now; SMTPServer.close() waits for idle clients to leave.
+        for (const s of servers) netServer(s).close();
         if (inFlight === 0) done();
         else idle = done;
       });
@@ -132,13 +139,18 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
   };
 }
 
+function netServer(s: SMTPServer): import('node:net').Server {
+  return (s as unknown as { server: import('node:net').Server }).server;
+}
+
 /** Listen on TCP. */
 export function listenTcp(l: Listener, host: string, port: number): Promise<{ host: string; port: number }> {
+  const server = l.add();
   return new Promise((resolve, reject) => {
-    l.server.once('error', reject);
-    l.server.listen(port, host, () => {
-      l.server.off('error', reject);
-      const a = (l.server as unknown as { server: import('node:net').Server }).server.address();
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const a = netServer(server).address();
       resolve(typeof a === 'object' && a ? { host: a.address, port: a.port } : { host, port });
     });
   });
@@ -151,10 +163,11 @@ export async function listenSocket(l: Listener, path: string, mode: number, gid?
   } catch {
     // no old socket
   }
+  const server = l.add();
   await new Promise<void>((resolve, reject) => {
-    l.server.once('error', reject);
-    l.server.listen(path, () => {
-      l.server.off('error', reject);
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
       resolve();
     });
   });

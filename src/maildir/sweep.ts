@@ -1,11 +1,12 @@
-// At start, remove what a killed agent left in tmp/: files of processes that no longer run,
-// older than a few minutes (they are encrypted; they are swept so they do not pile up), and
-// anything older than 36 hours, as Dovecot does.
+// At start, remove what a killed agent left in tmp/: files written on this host by processes
+// that no longer run (they are encrypted; they are swept so they do not pile up), and anything
+// older than 36 hours, as Dovecot does.
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { hostname } from '../config.ts';
+import { escapeHost } from './filename.ts';
 
-const DEAD_AFTER_MS = 5 * 60 * 1000;
 const ANY_AFTER_MS = 36 * 3600 * 1000;
 
 function alive(pid: number): boolean {
@@ -26,6 +27,7 @@ async function dirs(p: string): Promise<string[]> {
 }
 
 async function sweepDir(tmp: string, now: number): Promise<number> {
+  const host = escapeHost(hostname());
   let n = 0;
   let names: string[];
   try {
@@ -39,8 +41,9 @@ async function sweepDir(tmp: string, now: number): Promise<number> {
       const st = await fs.lstat(file);
       if (!st.isFile()) continue;
       const age = now - st.mtimeMs;
-      const pid = Number(/P(\d+)/.exec(name)?.[1] ?? NaN);
-      const stale = age > ANY_AFTER_MS || (age > DEAD_AFTER_MS && Number.isInteger(pid) && !alive(pid));
+      const m = /^\d+\.M\d+P(\d+)(?:Q\d+)?\.([^,:]+)/.exec(name);
+      const ours = m !== null && m[2] === host;
+      const stale = age > ANY_AFTER_MS || (ours && !alive(Number(m![1])));
       if (stale) {
         await fs.unlink(file);
         n++;

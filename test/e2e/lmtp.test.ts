@@ -3,18 +3,15 @@
 // bytes sent, CRLF → LF) and no token of any message may be found in clear under the mail root.
 
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { updateDict } from '../../src/store/dictfile.ts';
 import { DICT_NAME } from '../../src/store/folderkeys.ts';
-import { addUser, type Agent, type Sandbox, sandbox, startAgent } from '../helpers/agent.ts';
+import { addUser, type Agent, type Sandbox, sandbox, startAgent, swaksLmtp } from '../helpers/agent.ts';
 import { LmtpClient, lmtpSend } from '../helpers/lmtp.ts';
 import { afterTrace, files, grepTree, homeOf, lf, readMailbox } from '../helpers/mailbox.ts';
 
-const run = promisify(execFile);
 const PW = { alice: 'first-secret-pw-1', bob: 'second-secret-pw-22', carol: 'third-secret-pw-333' };
 
 let sb: Sandbox;
@@ -31,19 +28,9 @@ function msg(subject: string, body: string): Buffer {
   return Buffer.from(`From: <sender@example.net>\r\nTo: <alice@example.org>\r\nSubject: ${subject}\r\nMessage-ID: <${crypto.randomUUID()}@x>\r\n\r\n${body}\r\n`);
 }
 
-/** swaks --protocol LMTP; returns its transcript. Never throws on a non-zero exit. */
-async function swaks(args: string[], input?: Buffer): Promise<string> {
-  const p = run('swaks', ['--protocol', 'LMTP', '--server', `127.0.0.1:${agent.port}`, '--from', 'sender@example.net', ...args], {
-    maxBuffer: 256 * 1024 * 1024,
-  });
-  if (input) {
-    p.child.stdin!.end(input);
-  }
-  try {
-    return (await p).stdout;
-  } catch (err) {
-    return (err as { stdout: string }).stdout;
-  }
+/** swaks --protocol LMTP to the agent; returns its transcript. */
+function swaks(args: string[]): Promise<string> {
+  return swaksLmtp(`127.0.0.1:${agent.port}`, ['--from', 'sender@example.net', ...args]);
 }
 
 /** The final per-recipient replies after DATA, from a swaks transcript. */

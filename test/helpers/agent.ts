@@ -113,3 +113,22 @@ export function startAgent(sb: Sandbox, args: string[] = [], env: NodeJS.Process
     });
   });
 }
+
+/**
+ * `swaks --protocol LMTP` against the agent (`server` is `host:port` or a socket path) with
+ * `input` as the whole message on stdin (`--data -`) if given. Resolves with the transcript;
+ * never rejects on a non-zero exit (a 4xx/5xx is what some tests want).
+ */
+export function swaksLmtp(server: string, args: string[], input?: Buffer): Promise<string> {
+  const target = server.startsWith('/') ? ['--socket', server] : ['--server', server];
+  const all = ['--protocol', 'LMTP', ...target, ...args, ...(input ? ['--data', '-'] : [])];
+  return new Promise((resolve, reject) => {
+    const p = spawn('swaks', all, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    p.on('error', reject);
+    p.on('close', () => resolve(out));
+    p.stdin.end(input ?? '');
+  });
+}
