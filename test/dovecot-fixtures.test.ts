@@ -29,6 +29,7 @@ const dtest = dovecotTest(test);
 async function fixtureHome(t: { teardown(fn: () => Promise<void>): void }, dir: string, into?: string): Promise<string> {
   const root = into ?? (await fsp.mkdtemp('/tmp/msh-'));
   if (!into) t.teardown(() => fsp.rm(root, { recursive: true, force: true }));
+  await fsp.mkdir(root, { recursive: true });
   await fsp.chmod(root, 0o755);
   const home = path.join(root, dir);
   await fsp.mkdir(home, { recursive: true });
