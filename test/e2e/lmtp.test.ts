@@ -6,7 +6,12 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { decodeHeader } from '../../src/mailcrypt/format.ts';
+import { generateKey } from '../../src/mailcrypt/keys.ts';
+import { formatPrivateKey, formatPublicKey } from '../../src/mailcrypt/keystring.ts';
+import { readMailboxGuid } from '../../src/maildir/uidlist.ts';
 import { updateDict } from '../../src/store/dictfile.ts';
+import { activePublicKey, putKey } from '../../src/store/keyring.ts';
 import { DICT_NAME } from '../../src/store/folderkeys.ts';
 import { addUser, type Agent, type Sandbox, sandbox, startAgent, swaksLmtp } from '../helpers/agent.ts';
 import { LmtpClient, lmtpSend } from '../helpers/lmtp.ts';
@@ -193,6 +198,29 @@ test.serial('a client that disconnects mid-DATA leaves no file in new/ or tmp/',
   t.is(files(path.join(home, 'Maildir', 'new')).length, before);
   t.deepEqual(files(path.join(home, 'Maildir', 'tmp')), []);
   t.deepEqual(grepTree(sb.dir, tok), []);
+});
+
+test.serial('a folder key rotated by another process is used by the next delivery, no restart; SIGHUP keeps serving', async (t) => {
+  const home = homeOf(sb.maildir, 'bob@example.org');
+  const maildir = path.join(home, 'Maildir');
+  const guid = (await readMailboxGuid(maildir))!;
+  let newId = '';
+  await updateDict(path.join(maildir, DICT_NAME), async (d) => {
+    const userKey = activePublicKey(d, 'user', guid)!;
+    const k = await generateKey(userKey.curve);
+    putKey(d, 'folder', guid, { id: k.id, publicString: formatPublicKey(k), privateString: await formatPrivateKey(k, { to: userKey }) }, true);
+    newId = k.id;
+  });
+  const tok = token();
+  t.regex(dataReplies(await swaks(['--to', 'bob@example.org', '--body', `rotated ${tok}`]))[0] ?? '', /^250 /);
+  const m = (await readMailbox(home, PW.bob)).find((s) => s.plain.includes(tok))!;
+  t.is(decodeHeader(fs.readFileSync(m.file)).stanzas[0]!.keyId, newId, 'sealed to the new active key');
+
+  agent.proc.kill('SIGHUP');
+  await new Promise((r) => setTimeout(r, 300));
+  t.truthy(agent.events().find((e) => String(e.msg).startsWith('SIGHUP')));
+  const tok2 = token();
+  t.regex(dataReplies(await swaks(['--to', 'bob@example.org', '--body', `after hup ${tok2}`]))[0] ?? '', /^250 /);
 });
 
 test.serial('no plaintext at rest: no token of any test message anywhere under the mail root', (t) => {
