@@ -175,32 +175,24 @@ export async function openPrivateKey(s: string | ParsedPrivateKey, unlock: Unloc
     if (!key) throw badFormat(`private key ${p.id.slice(0, 12)}…: key does not match its id`);
     return key;
   }
-  let mpi: Buffer;
+  let secret: Buffer;
+  let wrong: MailsealError;
   if (p.enctype === 2) {
     if (!('password' in unlock)) throw new MailsealError('bad-password', `key ${p.id.slice(0, 12)}… needs a password`);
-    const pw = Buffer.from(unlock.password);
-    try {
-      mpi = await ctr(pw, p.salt, p.rounds, p.data);
-    } finally {
-      pw.fill(0);
+    secret = Buffer.from(unlock.password);
+    wrong = new MailsealError('bad-password', 'wrong password');
+  } else {
+    if (!('key' in unlock) || unlock.key.id !== p.encryptedTo) {
+      throw new MailsealError('no-key', `key ${p.id.slice(0, 12)}… is encrypted to key ${p.encryptedTo.slice(0, 12)}…, which is not available`);
     }
-    const key = keyFromMpi(p, mpi);
-    mpi.fill(0);
-    if (!key) throw new MailsealError('bad-password', 'wrong password');
-    return key;
+    secret = ecdh(unlock.key, publicKeyFromAnyPoint(p.ephemeral));
+    wrong = badFormat(`private key ${p.id.slice(0, 12)}…: does not decrypt to its id (damaged)`);
   }
-  if (!('key' in unlock) || unlock.key.id !== p.encryptedTo) {
-    throw new MailsealError('no-key', `key ${p.id.slice(0, 12)}… is encrypted to key ${p.encryptedTo.slice(0, 12)}…, which is not available`);
-  }
-  const secret = ecdh(unlock.key, publicKeyFromAnyPoint(p.ephemeral));
-  try {
-    mpi = await ctr(secret, p.salt, p.rounds, p.data);
-  } finally {
-    secret.fill(0);
-  }
+  // CTR has no integrity: a wrong secret shows only as a key whose id does not match.
+  const mpi = await ctr(secret, p.salt, p.rounds, p.data).finally(() => secret.fill(0));
   const key = keyFromMpi(p, mpi);
   mpi.fill(0);
-  if (!key) throw badFormat(`private key ${p.id.slice(0, 12)}…: does not decrypt to its id (damaged)`);
+  if (!key) throw wrong;
   return key;
 }
 

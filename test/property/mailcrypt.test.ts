@@ -6,6 +6,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import fs from 'node:fs';
 import { MailsealError } from '../../src/errors.ts';
+import { typed } from '../helpers/typed.ts';
 import { decodeHeader } from '../../src/mailcrypt/format.ts';
 import { parsePrivateKey, parsePublicKey } from '../../src/mailcrypt/keystring.ts';
 import { OpenStream } from '../../src/mailcrypt/open.ts';
@@ -14,15 +15,6 @@ import { vectorDict, vectorKeys, vectorPath, vectorUsers } from '../helpers/vect
 
 const numRuns = process.env.SLOW ? 2000 : 200;
 
-function typed(f: () => unknown): boolean {
-  try {
-    f();
-    return true;
-  } catch (err) {
-    if (err instanceof MailsealError && err.code === 'bad-format') return true;
-    throw err;
-  }
-}
 
 /** A byte array with a few bytes changed, cut, or inserted. */
 function mutated(orig: Buffer) {

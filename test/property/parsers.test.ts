@@ -5,7 +5,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import fs from 'node:fs';
 import path from 'node:path';
-import { MailsealError } from '../../src/errors.ts';
+import { typed } from '../helpers/typed.ts';
 import { parseDict } from '../../src/store/attributes.ts';
 import { listKeys, activePublicKey } from '../../src/store/keyring.ts';
 import { parseUidlistGuid } from '../../src/maildir/uidlist.ts';
@@ -17,15 +17,6 @@ const u = vectorUsers()[0]!;
 const dictText = fs.readFileSync(path.join(VECTORS, u.dir, 'Maildir', 'dovecot-attributes'), 'utf8');
 const uidlist = fs.readFileSync(path.join(VECTORS, u.dir, 'Maildir', 'dovecot-uidlist'), 'utf8');
 
-function typed(f: () => unknown): boolean {
-  try {
-    f();
-    return true;
-  } catch (err) {
-    if (err instanceof MailsealError && err.code === 'bad-format') return true;
-    throw err;
-  }
-}
 
 const mutate = (s: string) => fc.tuple(fc.nat(s.length), fc.nat(s.length), fc.string({ maxLength: 5 }))
   .map(([a, b, ins]) => s.slice(0, Math.min(a, b)) + ins + s.slice(Math.max(a, b)));
