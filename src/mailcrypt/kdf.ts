@@ -3,6 +3,7 @@
 
 import crypto from 'node:crypto';
 import { promisify } from 'node:util';
+import { sha256Chain } from './sha256chain.ts';
 
 const pbkdf2Async = promisify(crypto.pbkdf2);
 
@@ -16,12 +17,5 @@ export function pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: n
  * i = 1…rounds; returns h(rounds).
  */
 export function checkHash(kd: Buffer, rounds: number): Buffer {
-  let h = crypto.createHash('sha256').update(kd).digest();
-  const block = Buffer.alloc(36);
-  for (let i = 1; i <= rounds; i++) {
-    h.copy(block, 0);
-    block.writeUInt32BE(i, 32);
-    h = crypto.createHash('sha256').update(block).digest();
-  }
-  return h;
+  return sha256Chain(crypto.createHash('sha256').update(kd).digest(), rounds);
 }
