@@ -15,6 +15,7 @@ export class LmtpClient {
   private closed = false;
 
   private constructor(readonly sock: net.Socket) {
+    sock.setNoDelay(true);
     sock.on('data', (d: Buffer) => {
       this.buf += d.toString('utf8');
       let i: number;
@@ -67,8 +68,7 @@ export class LmtpClient {
   /** Send a message body (CRLF lines), dot-stuffed, and the final dot. */
   sendData(body: Buffer): void {
     const s = body.toString('latin1').replace(/(^|\r\n)\./g, '$1..');
-    this.sock.write(Buffer.from(s, 'latin1'));
-    this.sock.write(s.endsWith('\r\n') || s.length === 0 ? '.\r\n' : '\r\n.\r\n');
+    this.sock.write(Buffer.from(s + (s.endsWith('\r\n') || s.length === 0 ? '.\r\n' : '\r\n.\r\n'), 'latin1'));
   }
 
   close(): void {
