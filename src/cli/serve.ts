@@ -96,12 +96,18 @@ export function registerServe(program: Command): void {
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
       process.on('SIGHUP', () => {
-        // Reopen the user database (e.g. after it was replaced) and forget cached dicts.
-        const old = db;
-        db = openDb(g.db);
-        old.close();
+        // Reopen the user database (e.g. after it was replaced) and forget cached dicts. If it
+        // cannot be opened (now running as the mail user), keep serving with the old handle.
         keys.clear();
-        logger.info('SIGHUP: reopened the user database and cleared caches');
+        try {
+          const fresh = openDb(g.db, { readonly: true });
+          const old = db;
+          db = fresh;
+          old.close();
+          logger.info('SIGHUP: reopened the user database and cleared caches');
+        } catch (err) {
+          logger.error({ err }, 'SIGHUP: cannot reopen the user database; still using the old handle');
+        }
       });
     });
 }
