@@ -11,6 +11,7 @@ import { createLmtpServer, listenSocket, listenTcp } from '../lmtp/server.ts';
 import { createLogger } from '../log.ts';
 import { sweepTmp } from '../maildir/sweep.ts';
 import { FolderKeys } from '../store/folderkeys.ts';
+import { SealPool } from '../mailcrypt/pool.ts';
 import { globals } from './common.ts';
 
 interface ServeOptions {
@@ -62,7 +63,8 @@ export function registerServe(program: Command): void {
       const swept = await sweepTmp(g.maildir);
       if (swept > 0) logger.info({ swept }, 'removed stale files from tmp/');
 
-      const l = createLmtpServer({ resolve, logger, maxSize });
+      const pool = new SealPool();
+      const l = createLmtpServer({ resolve, logger, maxSize, seal: (to) => pool.seal(to) });
       const where: string[] = [];
       if (o.listen) {
         const { host, port } = parseListen(o.listen);
@@ -86,7 +88,8 @@ export function registerServe(program: Command): void {
 
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down: finishing transactions in flight');
-        l.close(DEFAULTS.shutdownGrace * 1000).then(() => {
+        l.close(DEFAULTS.shutdownGrace * 1000).then(async () => {
+          await pool.close();
           db.close();
           logger.info('stopped');
           logger.flush();

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import { MailsealError, toMailsealError } from '../errors.ts';
 import type { EcPublicKey } from '../mailcrypt/keys.ts';
-import { makeSealParams, Sealer } from '../mailcrypt/seal.ts';
+import { makeSealParams, type SealParams, Sealer } from '../mailcrypt/seal.ts';
 import { MaildirWriter } from '../maildir/writer.ts';
 import { LfConverter } from './lf.ts';
 import { type TraceInfo, traceHeaders } from './trace.ts';
@@ -43,9 +43,9 @@ class Sink {
     this.pendingBytes = sealer.header.length;
   }
 
-  static async open(target: Target, trace: Buffer): Promise<Sink> {
+  static async open(target: Target, trace: Buffer, seal: Seal): Promise<Sink> {
     const key = await target.key();
-    const params = await makeSealParams(key);
+    const params = await seal(key);
     const writer = await MaildirWriter.create(target.folder);
     const sealer = new Sealer(params);
     const counter = new LfConverter();
@@ -90,10 +90,15 @@ class Sink {
   }
 }
 
+/** Makes a message key and header for a folder key (in-process, or a worker pool's). */
+export type Seal = (to: EcPublicKey) => Promise<SealParams>;
+
 export interface DeliveryInput {
   source: Readable & { sizeExceeded?: boolean };
   targets: Target[];
   trace: Omit<TraceInfo, 'rcpt'>;
+  /** Default: makeSealParams on this thread. */
+  seal?: Seal;
 }
 
 /**
@@ -106,7 +111,7 @@ export async function deliver(input: DeliveryInput): Promise<Result[]> {
   const results: (Result | null)[] = targets.map(() => null);
   const opened = await Promise.all(
     targets.map((t, i) =>
-      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt })).catch((err) => {
+      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt }), input.seal ?? makeSealParams).catch((err) => {
         results[i] = { ok: false, error: toMailsealError(err) };
         return null;
       }),

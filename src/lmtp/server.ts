@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { hostname } from '../config.ts';
-import { deliver, type Target } from '../deliver/deliver.ts';
+import { deliver, type Seal, type Target } from '../deliver/deliver.ts';
 import { MailsealError, toMailsealError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { installEnhancedCodes, replyError, savedText } from './replies.ts';
@@ -18,6 +18,8 @@ export interface LmtpOptions {
   resolve: Resolve;
   logger: Logger;
   maxSize: number;
+  /** Key wrapping for each message (a worker pool in `serve`). */
+  seal?: Seal;
   /** Name in the greeting and the Received: header. */
   name?: string;
 }
@@ -88,6 +90,7 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
       deliver({
         source: stream,
         targets: list,
+        seal: opts.seal,
         trace: { from, helo: session.hostNameAppearsAs ?? '', remoteAddress: session.remoteAddress, host: name, id },
       })
         .then((results) => {
