@@ -7,6 +7,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { encodeHeader, KD_LENGTH } from './format.ts';
 import { checkHash, pbkdf2 } from './kdf.ts';
 import { type EcPublicKey, ecdh, generateKey } from './keys.ts';
+import { nativeEcdh } from './native.ts';
 
 const ROUNDS = 2048;
 
@@ -17,19 +18,26 @@ export interface SealParams {
   kd: Buffer;
 }
 
+/** An ephemeral key pair on the recipient's curve: its point, and the ECDH secret with `to`. */
+async function ephemeral(to: EcPublicKey): Promise<{ point: Buffer; secret: Buffer }> {
+  const native = nativeEcdh();
+  if (native) return native.ephemeral(to.curve, to.point);
+  const eph = await generateKey(to.curve);
+  return { point: eph.point, secret: ecdh(eph, to) };
+}
+
 /**
  * Make a message key and its header, encrypted to `to` (the folder's active public key).
- * Key generation and PBKDF2 run on libuv's threadpool.
+ * PBKDF2 runs on libuv's threadpool; the EC work uses the system libcrypto where available.
  */
 export async function makeSealParams(to: EcPublicKey): Promise<SealParams> {
   const kd = crypto.randomBytes(KD_LENGTH);
-  const eph = await generateKey(to.curve);
-  const secret = ecdh(eph, to);
-  const t = await pbkdf2(secret, eph.point, ROUNDS, 48).finally(() => secret.fill(0));
+  const { point, secret } = await ephemeral(to);
+  const t = await pbkdf2(secret, point, ROUNDS, 48).finally(() => secret.fill(0));
   try {
     const cbc = crypto.createCipheriv('aes-256-cbc', t.subarray(0, 32), t.subarray(32, 48));
     const encryptedKey = Buffer.concat([cbc.update(kd), cbc.final()]);
-    const header = encodeHeader({ keyId: to.id, ephemeral: eph.point, encryptedKey, checkHash: checkHash(kd, ROUNDS) }, ROUNDS);
+    const header = encodeHeader({ keyId: to.id, ephemeral: point, encryptedKey, checkHash: checkHash(kd, ROUNDS) }, ROUNDS);
     return { header, kd };
   } finally {
     t.fill(0);
