@@ -12,6 +12,7 @@ import { createLogger } from '../log.ts';
 import { sweepTmp } from '../maildir/sweep.ts';
 import { FolderKeys } from '../store/folderkeys.ts';
 import { SealPool } from '../mailcrypt/pool.ts';
+import { nativeEcdh } from '../mailcrypt/native.ts';
 import { globals } from './common.ts';
 
 interface ServeOptions {
@@ -84,7 +85,8 @@ export function registerServe(program: Command): void {
       } else if (asRoot) {
         logger.warn('running as root: give --user vmail (the owner of the mail store) to drop privileges');
       }
-      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize }, 'mailseal serving LMTP');
+      const ec = nativeEcdh()?.library ?? 'node:crypto (slower for P-521: libcrypto.so.3 not loadable)';
+      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, ec }, 'mailseal serving LMTP');
 
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down: finishing transactions in flight');

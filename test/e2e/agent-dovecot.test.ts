@@ -27,7 +27,9 @@ dtest('delivered by the agent (as vmail, TCP and unix socket), read by Dovecot I
   const socket = path.join(sb.dir, 'lmtp.sock');
   const agent = await startAgent(sb, ['--user', 'vmail', '--socket', socket, '--socket-mode', '0666']);
   t.teardown(() => agent.kill());
-  t.is(agent.events().find((e) => e.msg === 'mailseal serving LMTP')!.uid, vmailIds().uid, 'dropped to vmail');
+  const started = agent.events().find((e) => e.msg === 'mailseal serving LMTP')!;
+  t.is(started.uid, vmailIds().uid, 'dropped to vmail');
+  t.is(started.ec, 'libcrypto.so.3 (system)', 'EC work on the fast path');
   t.is(fs.statSync(socket).mode & 0o777, 0o666, 'socket mode as asked');
 
   const sentAll: Buffer[] = [];
