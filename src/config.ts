@@ -2,7 +2,6 @@
 // Every default is safe on its own: loopback only, state inside the project directory.
 
 import os from 'node:os';
-import path from 'node:path';
 
 export const DEFAULTS = Object.freeze({
   /** Mail root: the home of user@domain is <maildir>/<domain>/<user>. */
@@ -35,8 +34,4 @@ export function parseListen(s: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) throw new Error(`invalid listen address ${JSON.stringify(s)} (HOST:PORT)`);
   return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
-}
-
-export function resolvePath(p: string): string {
-  return path.resolve(p);
 }

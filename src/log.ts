@@ -17,6 +17,3 @@ export function createLogger(level = 'info', destination: number | string = 2): 
     pino.destination({ dest: destination, sync: false }),
   );
 }
-
-/** A logger that drops everything (tests, CLI commands that only print results). */
-export const silentLogger: Logger = pino({ level: 'silent' });

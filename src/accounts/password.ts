@@ -19,17 +19,6 @@ export async function hashPassword(password: string): Promise<string> {
   return SCHEME + s.crypto_pwhash_str(password, s.crypto_pwhash_OPSLIMIT_INTERACTIVE, s.crypto_pwhash_MEMLIMIT_INTERACTIVE);
 }
 
-/** True if the password matches a `{ARGON2ID}` hash; false for anything else. */
-export async function verifyPassword(hash: string, password: string): Promise<boolean> {
-  if (!hash.startsWith(SCHEME)) return false;
-  const s = await lib();
-  try {
-    return s.crypto_pwhash_str_verify(hash.slice(SCHEME.length), password);
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A clear reason why a password is too weak, or null. Length is what matters for a password
  * that also guards the key: at least 10 characters, not all one class of trivial pattern.

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Db, findUser } from '../accounts/db.ts';
 import { MailsealError } from '../errors.ts';
-import { folderPath } from '../maildir/paths.ts';
+import { folderPath, isInside } from '../maildir/paths.ts';
 import type { FolderKeys } from '../store/folderkeys.ts';
 import type { Target } from './deliver.ts';
 
@@ -31,11 +31,6 @@ export function splitAddress(rcpt: string): { local: string; domain: string } {
   return { local, domain };
 }
 
-function inside(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
-}
-
 async function isMaildir(dir: string): Promise<boolean> {
   try {
     return (await fs.stat(path.join(dir, 'cur'))).isDirectory();
@@ -57,7 +52,7 @@ export function createResolver(o: ResolverOptions) {
     }
     if (!user || !user.enabled) throw new MailsealError('no-user', 'no such user');
     const home = path.resolve(user.home);
-    if (!inside(root, home)) {
+    if (!isInside(root, home)) {
       throw new MailsealError('internal', `home of ${user.address} (${home}) is outside the mail root ${root}`);
     }
     const maildir = path.join(home, 'Maildir');

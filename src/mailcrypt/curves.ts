@@ -51,8 +51,6 @@ export const CURVES: readonly Curve[] = Object.freeze([
     '3059301306072a8648ce3d020106082a8648ce3d030107034200'),
 ]);
 
-export const DEFAULT_CURVE: CurveName = 'secp521r1';
-
 /**
  * Look a curve up by OpenSSL name, common alias or dotted OID.
  * @throws MailsealError bad-format for a curve Dovecot 2.3 cannot use.

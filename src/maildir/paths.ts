@@ -13,10 +13,15 @@ function part(s: string, what: string, max: number): string {
   return s;
 }
 
+/** True if `p` is strictly inside `root`. */
+export function isInside(root: string, p: string): boolean {
+  const rel = path.relative(path.resolve(root), path.resolve(p));
+  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
+}
+
 /** `path` must be strictly inside `root`. @throws MailsealError bad-address */
 export function assertInside(root: string, p: string): string {
-  const rel = path.relative(path.resolve(root), path.resolve(p));
-  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) throw new MailsealError('bad-address', 'path outside the mail root');
+  if (!isInside(root, p)) throw new MailsealError('bad-address', 'path outside the mail root');
   return path.resolve(p);
 }
 

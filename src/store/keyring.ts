@@ -61,11 +61,6 @@ export function activePublicKey(dict: Map<string, string>, scope: Scope, guid: s
   return key;
 }
 
-/** The stored private key string with this id, or undefined. */
-export function privateKeyString(dict: Map<string, string>, scope: Scope, guid: string, id: string): string | undefined {
-  return dict.get(keyPaths(scope, guid).priv(id));
-}
-
 export interface KeyEntry {
   scope: Scope;
   guid: string;
