@@ -5,6 +5,7 @@ import { MailsealError } from './errors.ts';
 import { registerCat } from './cli/cat.ts';
 import { registerServe } from './cli/serve.ts';
 import { registerUser } from './cli/user.ts';
+import { registerKey } from './cli/key.ts';
 import { globalOptions } from './cli/common.ts';
 
 const program = new Command('mailseal')
@@ -15,6 +16,7 @@ const program = new Command('mailseal')
 globalOptions(program);
 registerServe(program);
 registerUser(program);
+registerKey(program);
 registerCat(program);
 
 try {

@@ -11,12 +11,13 @@ import { curveByName } from '../mailcrypt/curves.ts';
 import { generateKey } from '../mailcrypt/keys.ts';
 import { formatPrivateKey, formatPublicKey } from '../mailcrypt/keystring.ts';
 import { ensureMailbox } from '../maildir/uidlist.ts';
-import { userHome } from '../maildir/paths.ts';
+import { isInside, userHome } from '../maildir/paths.ts';
 import { updateDict } from '../store/dictfile.ts';
 import { DICT_NAME } from '../store/folderkeys.ts';
 import { activeId, putKey } from '../store/keyring.ts';
 import { audit, type Db, findUser } from './db.ts';
 import { hashPassword, weakPassword } from './password.ts';
+import { newRecoveryCode, sealEscrow } from './recovery.ts';
 
 export interface AddUser {
   address: string;
@@ -31,6 +32,8 @@ export interface Added {
   home: string;
   userKeyId: string;
   folderKeyId: string;
+  /** Shown once; the only way back in without the password. */
+  recoveryCode: string;
 }
 
 /** Normalise an address as Dovecot looks logins up: trimmed and lowercase. */
@@ -71,6 +74,8 @@ export async function addUser(db: Db, mailRoot: string, req: AddUser): Promise<A
   const inboxGuid = await ensureMailbox(maildir);
   const userKey = await generateKey(curve);
   const folderKey = await generateKey(curve);
+  const recoveryCode = newRecoveryCode();
+  const escrow = await sealEscrow(address, userKey, recoveryCode);
   await updateDict(path.join(maildir, DICT_NAME), async (dict) => {
     if (activeId(dict, 'user', inboxGuid)) {
       throw new MailsealError('usage', `${maildir} already holds keys of an earlier user ${address}; remove the home or restore the user`);
@@ -93,7 +98,37 @@ export async function addUser(db: Db, mailRoot: string, req: AddUser): Promise<A
     db.prepare('INSERT OR IGNORE INTO domains (name) VALUES (?)').run(domain);
     db.prepare('INSERT INTO users (address, domain, password, home, curve, key_id) VALUES (?, ?, ?, ?, ?, ?)')
       .run(address, domain, hash, home, curve.name, userKey.id);
+    db.prepare('INSERT INTO recovery (address, key_id, kdf, salt, nonce, box) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(address, escrow.keyId, escrow.kdf, escrow.salt, escrow.nonce, escrow.box);
     audit(db, address, 'user-add', `user key ${userKey.id} ${curve.name}, INBOX key ${folderKey.id}`);
   }).immediate();
-  return { address, home, userKeyId: userKey.id, folderKeyId: folderKey.id };
+  return { address, home, userKeyId: userKey.id, folderKeyId: folderKey.id, recoveryCode };
+}
+
+/** Enable or disable a user: disabled users get no mail (550 5.1.1) and cannot log in. */
+export function setEnabled(db: Db, address: string, enabled: boolean): void {
+  const r = db.prepare("UPDATE users SET enabled = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE address = ?")
+    .run(enabled ? 1 : 0, address);
+  if (r.changes === 0) throw new MailsealError('no-user', `no such user: ${address}`);
+  audit(db, address, enabled ? 'user-enable' : 'user-disable');
+}
+
+/**
+ * Delete a user: the row, its recovery escrow and the aliases that point only to it. The mail
+ * and keys stay on disk unless `purge` (then the home is removed; it must lie inside `mailRoot`).
+ */
+export async function deleteUser(db: Db, mailRoot: string, address: string, opts: { purge: boolean }): Promise<{ home: string; aliases: number }> {
+  const u = findUser(db, address);
+  if (!u) throw new MailsealError('no-user', `no such user: ${address}`);
+  if (opts.purge && !isInside(mailRoot, u.home)) {
+    throw new MailsealError('usage', `the home ${u.home} is not inside the mail root ${mailRoot}: not removing it (give the right --maildir)`);
+  }
+  let aliases = 0;
+  db.transaction(() => {
+    aliases = db.prepare('DELETE FROM aliases WHERE destination = ?').run(address).changes;
+    db.prepare('DELETE FROM users WHERE address = ?').run(address);
+    audit(db, address, 'user-del', opts.purge ? `home ${u.home} removed` : `home ${u.home} kept`);
+  }).immediate();
+  if (opts.purge) await fs.rm(u.home, { recursive: true, force: true });
+  return { home: u.home, aliases };
 }

@@ -24,3 +24,8 @@ export function globals(cmd: Command): GlobalOptions {
 export function passwordStdinOption(): Option {
   return new Option('--password-stdin', 'read secrets from standard input, one per line, in prompt order');
 }
+
+/** A recovery code, once, on stdout (the old one, if any, is void by now). */
+export function showCode(code: string): void {
+  process.stdout.write(`recovery code (shown once: keep it offline; it is the only way in without the password):\n  ${code}\n`);
+}

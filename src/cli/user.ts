@@ -1,13 +1,16 @@
-// `mailseal user add|list|show`: accounts with keys.
+// `mailseal user …`: accounts with keys — add, passwd, recover, reset, recovery-code, del,
+// disable/enable, repair, list, show.
 
 import { type Command, Option } from 'commander';
 import { execFileSync } from 'node:child_process';
-import { findUser, openDb } from '../accounts/db.ts';
-import { addUser, normalizeAddress } from '../accounts/users.ts';
+import { findUser, openDb, type Db } from '../accounts/db.ts';
+import { changePassword, loadUser, recoverUser, renewRecoveryCode, resetUser } from '../accounts/credentials.ts';
+import { pendingOf, settle } from '../accounts/journal.ts';
+import { addUser, deleteUser, normalizeAddress, setEnabled } from '../accounts/users.ts';
 import { DEFAULTS } from '../config.ts';
 import { MailsealError } from '../errors.ts';
-import { globals, passwordStdinOption } from './common.ts';
-import { askSecret } from './prompt.ts';
+import { globals, passwordStdinOption, showCode } from './common.ts';
+import { askSecret, type SecretOptions } from './prompt.ts';
 
 function ownerOf(name: string | undefined): { uid: number; gid: number } | undefined {
   if (!name) return undefined;
@@ -36,6 +39,24 @@ function table(rows: Row[]): string {
   return [head, ...body].map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n') + '\n';
 }
 
+async function withDb(cmd: Command, f: (db: Db) => Promise<void>): Promise<void> {
+  const db = openDb(globals(cmd).db);
+  try {
+    await f(db);
+  } finally {
+    db.close();
+  }
+}
+
+/** A new password, asked twice on a terminal (once with --password-stdin). */
+async function newPassword(address: string, o: SecretOptions): Promise<string> {
+  const pw = await askSecret(`new password for ${address}`, o);
+  if (!o.passwordStdin && (await askSecret(`repeat the new password for ${address}`, o)) !== pw) {
+    throw new MailsealError('usage', 'the passwords do not match');
+  }
+  return pw;
+}
+
 export function registerUser(program: Command): void {
   const user = program.command('user').description('manage mail users and their keys');
 
@@ -62,9 +83,132 @@ export function registerUser(program: Command): void {
       try {
         const r = await addUser(db, g.maildir, { address: addr, password, curve: o.curve, owner });
         process.stdout.write(`created ${r.address}\n  home      ${r.home}\n  user key  ${r.userKeyId}\n  INBOX key ${r.folderKeyId}\n`);
+        showCode(r.recoveryCode);
       } finally {
         db.close();
       }
+    });
+
+  user
+    .command('passwd')
+    .description('change a password (asks for the current one); mail and keys stay, re-wrapped')
+    .argument('<address>')
+    .addOption(passwordStdinOption())
+    .action(async (address: string, o: SecretOptions, cmd: Command) => {
+      const addr = normalizeAddress(address);
+      await withDb(cmd, async (db) => {
+        await loadUser(db, addr);
+        const old = await askSecret(`current password for ${addr}`, o);
+        const pw = await newPassword(addr, o);
+        await changePassword(db, addr, old, pw);
+        process.stdout.write(`password of ${addr} changed; all mail stays readable\n`);
+      });
+    });
+
+  user
+    .command('recover')
+    .description('set a new password with the recovery code (a forgotten password); issues a new code')
+    .argument('<address>')
+    .addOption(passwordStdinOption())
+    .action(async (address: string, o: SecretOptions, cmd: Command) => {
+      const addr = normalizeAddress(address);
+      await withDb(cmd, async (db) => {
+        await loadUser(db, addr);
+        const code = await askSecret(`recovery code for ${addr}`, o);
+        const pw = await newPassword(addr, o);
+        const fresh = await recoverUser(db, addr, code, pw).catch((err: unknown) => {
+          if (err instanceof MailsealError && err.code === 'bad-password') {
+            throw Object.assign(err, { hint: 'nothing was changed; the code is the one shown by "user add" or the last "recover"' });
+          }
+          throw err;
+        });
+        process.stdout.write(`password of ${addr} set; all mail stays readable; the old recovery code is void\n`);
+        showCode(fresh);
+      });
+    });
+
+  user
+    .command('reset')
+    .description('admin reset without the password or the code: new keys, OLD MAIL STAYS SEALED')
+    .argument('<address>')
+    .option('--discard-old-mail', 'required: agree that mail received so far can no longer be read with the new password')
+    .addOption(passwordStdinOption())
+    .action(async (address: string, o: SecretOptions & { discardOldMail?: boolean }, cmd: Command) => {
+      const addr = normalizeAddress(address);
+      if (!o.discardOldMail) {
+        throw Object.assign(new MailsealError('usage', `a reset makes new keys: the mail ${addr} has received so far stays sealed to the old password`), {
+          hint: 'use "user passwd" with the current password or "user recover" with the recovery code; to reset anyway, add --discard-old-mail',
+        });
+      }
+      await withDb(cmd, async (db) => {
+        await loadUser(db, addr);
+        const pw = await newPassword(addr, o);
+        const r = await resetUser(db, addr, pw);
+        process.stdout.write(`${addr} reset: new user key and ${r.folders} new folder key(s).\n` +
+          'Mail received before now stays sealed to the old keys: it opens only with the old password.\n');
+        showCode(r.code);
+      });
+    });
+
+  user
+    .command('recovery-code')
+    .description('issue a new recovery code (asks for the password); the old code is void')
+    .argument('<address>')
+    .addOption(passwordStdinOption())
+    .action(async (address: string, o: SecretOptions, cmd: Command) => {
+      const addr = normalizeAddress(address);
+      await withDb(cmd, async (db) => {
+        await loadUser(db, addr);
+        const pw = await askSecret(`password for ${addr}`, o);
+        showCode(await renewRecoveryCode(db, addr, pw));
+      });
+    });
+
+  user
+    .command('del')
+    .description('delete a user (with --keep-mail or --purge)')
+    .argument('<address>')
+    .option('--keep-mail', 'keep the home (mail and keys) on disk')
+    .option('--purge', 'remove the home with all mail and keys')
+    .action(async (address: string, o: { keepMail?: boolean; purge?: boolean }, cmd: Command) => {
+      const addr = normalizeAddress(address);
+      if (!!o.keepMail === !!o.purge) throw new MailsealError('usage', 'say what happens to the mail: --keep-mail or --purge');
+      const g = globals(cmd);
+      await withDb(cmd, async (db) => {
+        const r = await deleteUser(db, g.maildir, addr, { purge: !!o.purge });
+        process.stdout.write(`deleted ${addr}${r.aliases ? ` and ${r.aliases} alias(es) to it` : ''}; ${o.purge ? `removed ${r.home}` : `mail kept in ${r.home}`}\n`);
+      });
+    });
+
+  for (const [name, enabled] of [['disable', false], ['enable', true]] as const) {
+    user
+      .command(name)
+      .description(enabled ? 'let a user log in and receive mail again' : 'refuse logins and mail (550) for a user; nothing is deleted')
+      .argument('<address>')
+      .action(async (address: string, _o: unknown, cmd: Command) => {
+        const addr = normalizeAddress(address);
+        await withDb(cmd, async (db) => {
+          setEnabled(db, addr, enabled);
+          process.stdout.write(`${addr} ${enabled ? 'enabled' : 'disabled'}\n`);
+        });
+      });
+  }
+
+  user
+    .command('repair')
+    .description('finish or undo password changes, recoveries and rotations that were cut off')
+    .argument('[address]', 'one user (default: every user with an interrupted change)')
+    .action(async (address: string | undefined, _o: unknown, cmd: Command) => {
+      await withDb(cmd, async (db) => {
+        const list = address ? [normalizeAddress(address)]
+          : (db.prepare('SELECT address FROM pending ORDER BY address').all() as { address: string }[]).map((r) => r.address);
+        for (const a of list) {
+          const u = findUser(db, a);
+          if (!u) throw new MailsealError('no-user', `no such user: ${a}`);
+          const r = await settle(db, a, u.home);
+          process.stdout.write(`${a}: ${r === 'applied' ? 'interrupted change completed' : r === 'undone' ? 'interrupted change rolled back' : 'nothing to do'}\n`);
+        }
+      });
     });
 
   user
@@ -89,10 +233,14 @@ export function registerUser(program: Command): void {
     .action((address: string, o: { json?: boolean }, cmd: Command) => {
       const db = openDb(globals(cmd).db);
       try {
-        const u = findUser(db, normalizeAddress(address));
-        if (!u) throw new MailsealError('no-user', `no such user: ${normalizeAddress(address)}`);
-        if (o.json) process.stdout.write(JSON.stringify(u) + '\n');
-        else for (const [k, v] of Object.entries(u)) process.stdout.write(`${k.padEnd(8)} ${v ?? '-'}\n`);
+        const addr = normalizeAddress(address);
+        const u = findUser(db, addr);
+        if (!u) throw new MailsealError('no-user', `no such user: ${addr}`);
+        const rec = db.prepare('SELECT created_at FROM recovery WHERE address = ?').get(addr) as { created_at: string } | undefined;
+        const p = pendingOf(db, addr);
+        const info = { ...u, recovery: rec ? `code issued ${rec.created_at}` : null, pending: p ? `${p.kind} interrupted at ${p.started_at} (run "mailseal user repair")` : null };
+        if (o.json) process.stdout.write(JSON.stringify(info) + '\n');
+        else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(8)} ${v ?? '-'}\n`);
       } finally {
         db.close();
       }

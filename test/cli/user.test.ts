@@ -13,7 +13,7 @@ test('user add: lowercase address, keys in the dict (user key opens with the pas
   t.teardown(() => sb.cleanup());
   const r = await cli(sb, ['user', 'add', 'Zoe@Example.ORG', '--curve', 'secp384r1', '--password-stdin'], 'a good long password\n');
   t.is(r.code, 0, r.stderr);
-  t.regex(r.stdout.toString(), /^created zoe@example\.org\n  home      .*\/example\.org\/zoe\n  user key  [0-9a-f]{64}\n  INBOX key [0-9a-f]{64}\n$/);
+  t.regex(r.stdout.toString(), /^created zoe@example\.org\n  home      .*\/example\.org\/zoe\n  user key  [0-9a-f]{64}\n  INBOX key [0-9a-f]{64}\nrecovery code \(shown once: .*\):\n  (?:[0-9A-HJKMNP-TV-Z]{4}-){7}[0-9A-HJKMNP-TV-Z]{4}\n$/);
   const maildir = path.join(sb.maildir, 'example.org', 'zoe', 'Maildir');
   for (const d of ['cur', 'new', 'tmp']) t.true(fs.statSync(path.join(maildir, d)).isDirectory());
   const { dict } = await readDict(path.join(maildir, 'dovecot-attributes'));
