@@ -116,7 +116,7 @@ function readEscrow(db: Db, address: string): Escrow {
  * new password; a new recovery code replaces the old one. A wrong code changes nothing.
  * @returns the new recovery code (show it once).
  */
-export async function recoverUser(db: Db, address: string, code: string, newPassword: string): Promise<string> {
+export async function recoverUser(db: Db, address: string, code: string, newPassword: string, show?: (code: string) => void): Promise<string> {
   const u = await loadUser(db, address);
   checkNewPassword(newPassword, address);
   const key = await openEscrow(address, readEscrow(db, address), code);
@@ -127,6 +127,7 @@ export async function recoverUser(db: Db, address: string, code: string, newPass
     kind: 'recover',
     password: hash,
     escrow,
+    recorded: () => show?.(newCode),
     async mutate(dict, inboxGuid) {
       const id = activeId(dict, 'user', inboxGuid);
       if (id !== key.id) {
@@ -155,7 +156,7 @@ async function newFolderKeys(dict: Map<string, string>, inboxGuid: string, userK
  * keys stay in the dict (old mail stays sealed to them, readable only with the old password).
  * @returns the new recovery code.
  */
-export async function resetUser(db: Db, address: string, newPassword: string): Promise<{ code: string; folders: number }> {
+export async function resetUser(db: Db, address: string, newPassword: string, show?: (code: string) => void): Promise<{ code: string; folders: number }> {
   const u = await loadUser(db, address);
   checkNewPassword(newPassword, address);
   const hash = await hashPassword(newPassword);
@@ -167,6 +168,7 @@ export async function resetUser(db: Db, address: string, newPassword: string): P
     kind: 'reset',
     password: hash,
     escrow,
+    recorded: () => show?.(code),
     async mutate(dict, inboxGuid) {
       const privateString = await formatPrivateKey(userKey, { password: newPassword });
       putKey(dict, 'user', inboxGuid, { id: userKey.id, publicString: formatPublicKey(userKey), privateString }, true);
@@ -182,7 +184,7 @@ export async function resetUser(db: Db, address: string, newPassword: string): P
  * keys stay. The escrow must follow the new key, so a new recovery code replaces the old one.
  * @returns the new key id and recovery code.
  */
-export async function rotateUserKey(db: Db, address: string, password: string): Promise<{ keyId: string; code: string; rewrapped: number; left: number }> {
+export async function rotateUserKey(db: Db, address: string, password: string, show?: (code: string) => void): Promise<{ keyId: string; code: string; rewrapped: number; left: number }> {
   const u = await loadUser(db, address);
   // Check the password before the slow escrow work; checked again under the lock.
   const { dict: current } = await readDict(dictFile(u.home));
@@ -194,6 +196,7 @@ export async function rotateUserKey(db: Db, address: string, password: string): 
   await runChange(db, address, u.home, {
     kind: 'rotate',
     escrow,
+    recorded: () => show?.(code),
     async mutate(dict, inboxGuid) {
       const { all } = await openUserKeys(dict, inboxGuid, password);
       counts = await rewrapFolderKeys(dict, all, userKey);

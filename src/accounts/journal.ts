@@ -45,6 +45,12 @@ export interface Change {
    * `inboxGuid` is the GUID the user keys live under.
    */
   mutate(dict: Map<string, string>, inboxGuid: string): Promise<DictResult>;
+  /**
+   * Called once the change is recorded, before the dict is written: the moment to show a new
+   * recovery code, which is valid from here on if the change completes (also by `user repair`)
+   * and never if it is rolled back.
+   */
+  recorded?(): void;
 }
 
 interface PendingRow {
@@ -158,6 +164,7 @@ export async function runChange(db: Db, address: string, home: string, change: C
         .run(address, token, change.kind, change.password ?? null, result.keyId, sha256(result.privateString),
           e?.kdf ?? null, e?.salt ?? null, e?.nonce ?? null, e?.box ?? null);
       recorded = true;
+      change.recorded?.();
       faultPoint('journal');
       return true;
     });

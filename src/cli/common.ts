@@ -25,7 +25,10 @@ export function passwordStdinOption(): Option {
   return new Option('--password-stdin', 'read secrets from standard input, one per line, in prompt order');
 }
 
-/** A recovery code, once, on stdout (the old one, if any, is void by now). */
+/**
+ * A new recovery code, once, on stdout. Changes that replace the code print it before they
+ * commit, so that a run cut off after that point still leaves the valid code on screen.
+ */
 export function showCode(code: string): void {
   process.stdout.write(`recovery code (shown once: keep it offline; it is the only way in without the password):\n  ${code}\n`);
 }

@@ -89,10 +89,9 @@ export function registerKey(program: Command): void {
         await loadUser(db, addr);
         if (o.user) {
           const pw = await askSecret(`password for ${addr}`, o);
-          const r = await rotateUserKey(db, addr, pw);
+          const r = await rotateUserKey(db, addr, pw, showCode);
           process.stdout.write(`new user key ${r.keyId}; ${r.rewrapped} folder key(s) re-encrypted to it` +
             `${r.left ? `, ${r.left} left as they were (locked by a key the password does not open)` : ''}\n`);
-          showCode(r.code);
         } else {
           const folder = o.folder ?? 'INBOX';
           const r = await rotateFolderKey(db, addr, folder);

@@ -116,14 +116,13 @@ export function registerUser(program: Command): void {
         await loadUser(db, addr);
         const code = await askSecret(`recovery code for ${addr}`, o);
         const pw = await newPassword(addr, o);
-        const fresh = await recoverUser(db, addr, code, pw).catch((err: unknown) => {
+        await recoverUser(db, addr, code, pw, showCode).catch((err: unknown) => {
           if (err instanceof MailsealError && err.code === 'bad-password') {
             throw Object.assign(err, { hint: 'nothing was changed; the code is the one shown by "user add" or the last "recover"' });
           }
           throw err;
         });
         process.stdout.write(`password of ${addr} set; all mail stays readable; the old recovery code is void\n`);
-        showCode(fresh);
       });
     });
 
@@ -143,10 +142,9 @@ export function registerUser(program: Command): void {
       await withDb(cmd, async (db) => {
         await loadUser(db, addr);
         const pw = await newPassword(addr, o);
-        const r = await resetUser(db, addr, pw);
+        const r = await resetUser(db, addr, pw, showCode);
         process.stdout.write(`${addr} reset: new user key and ${r.folders} new folder key(s).\n` +
           'Mail received before now stays sealed to the old keys: it opens only with the old password.\n');
-        showCode(r.code);
       });
     });
 
@@ -206,7 +204,8 @@ export function registerUser(program: Command): void {
           const u = findUser(db, a);
           if (!u) throw new MailsealError('no-user', `no such user: ${a}`);
           const r = await settle(db, a, u.home);
-          process.stdout.write(`${a}: ${r === 'applied' ? 'interrupted change completed' : r === 'undone' ? 'interrupted change rolled back' : 'nothing to do'}\n`);
+          process.stdout.write(`${a}: ${r === 'applied' ? 'interrupted change completed (its new password and any recovery code it printed are now valid)'
+            : r === 'undone' ? 'interrupted change rolled back (the previous password and recovery code stay valid)' : 'nothing to do'}\n`);
         }
       });
     });
