@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { hostname } from '../config.ts';
 import { deliver, type Seal, type Target } from '../deliver/deliver.ts';
-import { MailsealError, toMailsealError } from '../errors.ts';
+import { toMailsealError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { installEnhancedCodes, replyError, savedText } from './replies.ts';
 
@@ -60,14 +60,20 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
 
     onRcptTo(address, session, cb) {
       const rcpt = address.address;
-      if (session.envelope.rcptTo.some((a) => a.address.toLowerCase() === rcpt.toLowerCase())) {
-        // smtp-server would merge the two, and the client would then wait for a reply that
-        // never comes after DATA. Refuse the repeat; the first one is still delivered.
-        return cb(replyError(new MailsealError('bad-address', 'duplicate'), `<${rcpt}> duplicate recipient`));
-      }
+      // Postfix may name one address twice in a transaction (directly and through an alias,
+      // with different original recipients) and RFC 2033 wants a reply for each. smtp-server
+      // folds a repeated address into its first envelope entry and would then send one reply
+      // too few: keep a copy of the first entry in the envelope, so every count is right, and
+      // store the message once (onData).
+      const first = session.envelope.rcptTo.find((a) => a.address.toLowerCase() === rcpt.toLowerCase());
       resolve(rcpt).then(
         (t) => {
           targets.set(address, t);
+          if (first) {
+            const copy = { ...first };
+            targets.set(copy, t);
+            session.envelope.rcptTo.push(copy);
+          }
           cb();
         },
         (err) => {
@@ -85,7 +91,18 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
       const started = performance.now();
       const id = deliveryId();
       const rcpts = session.envelope.rcptTo;
-      const list = rcpts.map((a) => targets.get(a)!);
+      // One delivery per distinct address; a repeated address gets the same reply again.
+      const slot = new Map<string, number>();
+      const list: (Target & { user: string })[] = [];
+      const which = rcpts.map((a) => {
+        const key = a.address.toLowerCase();
+        let i = slot.get(key);
+        if (i === undefined) {
+          i = list.push(targets.get(a)!) - 1;
+          slot.set(key, i);
+        }
+        return i;
+      });
       const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
       deliver({
         source: stream,
@@ -93,9 +110,10 @@ export function createLmtpServer(opts: LmtpOptions): Listener {
         seal: opts.seal,
         trace: { from, helo: session.hostNameAppearsAs ?? '', remoteAddress: session.remoteAddress, host: name, id },
       })
-        .then((results) => {
+        .then((unique) => {
           const ms = Math.round(performance.now() - started);
-          const replies = results.map((r, i) => {
+          const replies = which.map((u, i) => {
+            const r = unique[u]!;
             const rcpt = rcpts[i]!.address;
             if (r.ok) {
               logger.info({ id, cid: session.id, from, rcpt, size: r.size, result: 250, ms }, 'delivered');

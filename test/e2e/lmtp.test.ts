@@ -78,6 +78,22 @@ test.serial('one reply per recipient: 250 for users, 550 5.1.1 for unknown, fan-
   }
 });
 
+test.serial('a recipient named twice (as Postfix does for an address and an alias to it): a reply for each RCPT, one copy stored', async (t) => {
+  const newDir = path.join(homeOf(sb.maildir, 'alice@example.org'), 'Maildir', 'new');
+  const before = files(newDir).length;
+  const tok = token();
+  const { rcpt, data } = await lmtpSend(agent.port, { from: 'sender@example.net', to: ['alice@example.org', 'bob@example.org', 'ALICE@example.org'], body: msg('twice', tok) });
+  t.deepEqual(rcpt.map((r) => r.code), [250, 250, 250]);
+  t.deepEqual(data.map((r) => r.code), [250, 250, 250], 'one DATA reply per RCPT, none missing');
+  t.is(files(newDir).length, before + 1, 'stored once');
+  const box = await readMailbox(homeOf(sb.maildir, 'alice@example.org'), PW.alice);
+  t.is(box.filter((m) => m.plain.includes(tok)).length, 1);
+  // Over the size limit the count must hold too (smtp-server answers that one itself).
+  const big = Buffer.alloc(49 * 1024 * 1024, 'a\r\n'.repeat(10));
+  const over = await lmtpSend(agent.port, { from: 'sender@example.net', to: ['bob@example.org', 'bob@example.org'], body: Buffer.concat([msg('big', ''), big]) });
+  t.deepEqual(over.data.map((r) => r.code), [552, 552]);
+});
+
 test.serial('8-bit, dot-stuffed lines and bare LF arrive byte-exact', async (t) => {
   const tok = token();
   const original = Buffer.concat([
