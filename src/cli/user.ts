@@ -48,6 +48,26 @@ async function withDb(cmd: Command, f: (db: Db) => Promise<void>): Promise<void>
   }
 }
 
+/**
+ * `<parent> <name> <address> [--password-stdin]`: `body` runs with the database open and the
+ * user loaded (an interrupted change of theirs settled first).
+ */
+function onUser(
+  cmd: Command, description: string,
+  body: (db: Db, address: string, o: SecretOptions & { discardOldMail?: boolean }) => Promise<void>,
+): void {
+  cmd.description(description)
+    .argument('<address>')
+    .addOption(passwordStdinOption())
+    .action(async (address: string, o: SecretOptions, c: Command) => {
+      const addr = normalizeAddress(address);
+      await withDb(c, async (db) => {
+        await loadUser(db, addr);
+        await body(db, addr, o);
+      });
+    });
+}
+
 /** A new password, asked twice on a terminal (once with --password-stdin). */
 async function newPassword(address: string, o: SecretOptions): Promise<string> {
   const pw = await askSecret(`new password for ${address}`, o);
@@ -89,78 +109,42 @@ export function registerUser(program: Command): void {
       }
     });
 
-  user
-    .command('passwd')
-    .description('change a password (asks for the current one); mail and keys stay, re-wrapped')
-    .argument('<address>')
-    .addOption(passwordStdinOption())
-    .action(async (address: string, o: SecretOptions, cmd: Command) => {
-      const addr = normalizeAddress(address);
-      await withDb(cmd, async (db) => {
-        await loadUser(db, addr);
-        const old = await askSecret(`current password for ${addr}`, o);
-        const pw = await newPassword(addr, o);
-        await changePassword(db, addr, old, pw);
-        process.stdout.write(`password of ${addr} changed; all mail stays readable\n`);
-      });
-    });
+  onUser(user.command('passwd'), 'change a password (asks for the current one); mail and keys stay, re-wrapped', async (db, addr, o) => {
+    const old = await askSecret(`current password for ${addr}`, o);
+    const pw = await newPassword(addr, o);
+    await changePassword(db, addr, old, pw);
+    process.stdout.write(`password of ${addr} changed; all mail stays readable\n`);
+  });
 
-  user
-    .command('recover')
-    .description('set a new password with the recovery code (a forgotten password); issues a new code')
-    .argument('<address>')
-    .addOption(passwordStdinOption())
-    .action(async (address: string, o: SecretOptions, cmd: Command) => {
-      const addr = normalizeAddress(address);
-      await withDb(cmd, async (db) => {
-        await loadUser(db, addr);
-        const code = await askSecret(`recovery code for ${addr}`, o);
-        const pw = await newPassword(addr, o);
-        await recoverUser(db, addr, code, pw, showCode).catch((err: unknown) => {
-          if (err instanceof MailsealError && err.code === 'bad-password') {
-            throw Object.assign(err, { hint: 'nothing was changed; the code is the one shown by "user add" or the last "recover"' });
-          }
-          throw err;
-        });
-        process.stdout.write(`password of ${addr} set; all mail stays readable; the old recovery code is void\n`);
-      });
-    });
-
-  user
-    .command('reset')
-    .description('admin reset without the password or the code: new keys, OLD MAIL STAYS SEALED')
-    .argument('<address>')
-    .option('--discard-old-mail', 'required: agree that mail received so far can no longer be read with the new password')
-    .addOption(passwordStdinOption())
-    .action(async (address: string, o: SecretOptions & { discardOldMail?: boolean }, cmd: Command) => {
-      const addr = normalizeAddress(address);
-      if (!o.discardOldMail) {
-        throw Object.assign(new MailsealError('usage', `a reset makes new keys: the mail ${addr} has received so far stays sealed to the old password`), {
-          hint: 'use "user passwd" with the current password or "user recover" with the recovery code; to reset anyway, add --discard-old-mail',
-        });
+  onUser(user.command('recover'), 'set a new password with the recovery code (a forgotten password); issues a new code', async (db, addr, o) => {
+    const code = await askSecret(`recovery code for ${addr}`, o);
+    const pw = await newPassword(addr, o);
+    await recoverUser(db, addr, code, pw, showCode).catch((err: unknown) => {
+      if (err instanceof MailsealError && err.code === 'bad-password') {
+        throw Object.assign(err, { hint: 'nothing was changed; the code is the one shown by "user add" or the last "recover"' });
       }
-      await withDb(cmd, async (db) => {
-        await loadUser(db, addr);
-        const pw = await newPassword(addr, o);
-        const r = await resetUser(db, addr, pw, showCode);
-        process.stdout.write(`${addr} reset: new user key and ${r.folders} new folder key(s).\n` +
-          'Mail received before now stays sealed to the old keys: it opens only with the old password.\n');
-      });
+      throw err;
     });
+    process.stdout.write(`password of ${addr} set; all mail stays readable; the old recovery code is void\n`);
+  });
 
-  user
-    .command('recovery-code')
-    .description('issue a new recovery code (asks for the password); the old code is void')
-    .argument('<address>')
-    .addOption(passwordStdinOption())
-    .action(async (address: string, o: SecretOptions, cmd: Command) => {
-      const addr = normalizeAddress(address);
-      await withDb(cmd, async (db) => {
-        await loadUser(db, addr);
-        const pw = await askSecret(`password for ${addr}`, o);
-        showCode(await renewRecoveryCode(db, addr, pw));
+  const reset = user.command('reset').option('--discard-old-mail', 'required: agree that mail received so far can no longer be read with the new password');
+  onUser(reset, 'admin reset without the password or the code: new keys, OLD MAIL STAYS SEALED', async (db, addr, o) => {
+    if (!o.discardOldMail) {
+      throw Object.assign(new MailsealError('usage', `a reset makes new keys: the mail ${addr} has received so far stays sealed to the old password`), {
+        hint: 'use "user passwd" with the current password or "user recover" with the recovery code; to reset anyway, add --discard-old-mail',
       });
-    });
+    }
+    const pw = await newPassword(addr, o);
+    const r = await resetUser(db, addr, pw, showCode);
+    process.stdout.write(`${addr} reset: new user key and ${r.folders} new folder key(s).\n` +
+      'Mail received before now stays sealed to the old keys: it opens only with the old password.\n');
+  });
+
+  onUser(user.command('recovery-code'), 'issue a new recovery code (asks for the password); the old code is void', async (db, addr, o) => {
+    const pw = await askSecret(`password for ${addr}`, o);
+    showCode(await renewRecoveryCode(db, addr, pw));
+  });
 
   user
     .command('del')
