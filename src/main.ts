@@ -2,6 +2,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { MailsealError } from './errors.ts';
+import { registerBench } from './cli/bench.ts';
 import { registerCat } from './cli/cat.ts';
 import { registerServe } from './cli/serve.ts';
 import { registerUser } from './cli/user.ts';
@@ -18,6 +19,7 @@ registerServe(program);
 registerUser(program);
 registerKey(program);
 registerCat(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);
