@@ -150,6 +150,11 @@ export interface LoadSpec {
   from: string;
   /** The message, as benchMessage() makes it. */
   body: Buffer;
+  /**
+   * One transaction per recipient (Postfix's lmtp_destination_recipient_limit = 1): what a
+   * server needs that cannot store one message for several recipients.
+   */
+  onePerRecipient?: boolean;
   /** Stop taking new messages after this many ms (the run is then marked incomplete). */
   timeLimitMs: number;
 }
@@ -165,7 +170,7 @@ export interface LoadResult {
   errors: string[];
   /** Wall time from the first envelope written to the last reply, seconds. */
   seconds: number;
-  /** Per-message latency (first envelope byte written → last data reply), ms, sorted. */
+  /** Per-message latency (first envelope byte written → last data reply of its last transaction), ms, sorted. */
   latencies: number[];
   /** True if the time limit stopped the run early. */
   incomplete: boolean;
@@ -190,6 +195,27 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     const note = (r: Reply, where: string) => {
       if (errors.length < 5) errors.push(`${where}: ${r.code} ${r.text}`);
     };
+    /** MAIL, RCPT…, DATA in one write; the body in one more; the per-recipient replies. */
+    const transaction = async (c: LmtpConnection, rcpts: string[]) => {
+      c.write(`MAIL FROM:<${spec.from}>\r\n${rcpts.map((r) => `RCPT TO:<${r}>\r\n`).join('')}DATA\r\n`);
+      const env = await c.replies(rcpts.length + 2);
+      const [mail, data] = [env[0]!, env[env.length - 1]!];
+      const ok = env.slice(1, -1).filter((r) => r.code === 250).length;
+      for (const r of env.slice(0, -1)) if (r.code !== 250) note(r, r === mail ? 'MAIL' : 'RCPT');
+      let stored = 0;
+      if (data.code !== 354) {
+        if (mail.code === 250 && ok > 0) note(data, 'DATA');
+        c.write('RSET\r\n');
+        await c.replies(1);
+        return { stored, transferred: false };
+      }
+      c.write(spec.body);
+      for (const r of await c.replies(ok)) {
+        if (r.code === 250) stored++;
+        else note(r, 'after DATA');
+      }
+      return { stored, transferred: true };
+    };
     const t0 = performance.now();
     const deadline = t0 + spec.timeLimitMs;
     const worker = async (c: LmtpConnection) => {
@@ -201,24 +227,14 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
         }
         const rcpts = spec.recipientsOf(next++);
         const start = performance.now();
-        c.write(`MAIL FROM:<${spec.from}>\r\n${rcpts.map((r) => `RCPT TO:<${r}>\r\n`).join('')}DATA\r\n`);
-        const env = await c.replies(rcpts.length + 2);
-        const [mail, data] = [env[0]!, env[env.length - 1]!];
-        const ok = env.slice(1, -1).filter((r) => r.code === 250).length;
-        for (const r of env.slice(0, -1)) if (r.code !== 250) note(r, r === mail ? 'MAIL' : 'RCPT');
         let stored = 0;
-        if (data.code === 354) {
-          c.write(spec.body);
-          for (const r of await c.replies(ok)) {
-            if (r.code === 250) stored++;
-            else note(r, 'after DATA');
-          }
-          latencies.push(performance.now() - start);
-        } else {
-          if (mail.code === 250 && ok > 0) note(data, 'DATA');
-          c.write('RSET\r\n');
-          await c.replies(1);
+        let transferred = false;
+        for (const group of spec.onePerRecipient ? rcpts.map((r) => [r]) : [rcpts]) {
+          const r = await transaction(c, group);
+          stored += r.stored;
+          transferred ||= r.transferred;
         }
+        if (transferred) latencies.push(performance.now() - start);
         accepted += stored;
         refused += rcpts.length - stored;
         sent++;

@@ -53,6 +53,8 @@ export interface DovecotOptions {
   uid: number;
   gid: number;
   curve: string;
+  /** instance_name; it shows in every process title. Default `mailseal-bench-<port>`. */
+  instance?: string;
   /** Leave the dir (config, log) in place after stop(). */
   keepDir?: boolean;
   startTimeoutMs?: number;
@@ -86,13 +88,13 @@ function checkValue(what: string, v: string): string {
   return v;
 }
 
-function renderConfig(p: { dir: string; port: number; uid: number; gid: number; curve: string; sqlConf: string }): string {
+function renderConfig(p: { dir: string; instance: string; port: number; uid: number; gid: number; curve: string; sqlConf: string }): string {
   return `# Private Dovecot for mailseal bench: LMTP only, on the bench's users and keys.
 protocols = lmtp
 listen = 127.0.0.1
 base_dir = ${p.dir}/run
 state_dir = ${p.dir}/state
-instance_name = mailseal-bench-${p.port}
+instance_name = ${p.instance}
 log_path = ${p.dir}/dovecot.log
 info_log_path = ${p.dir}/dovecot.log
 auth_verbose = no
@@ -235,7 +237,7 @@ iterate_query = SELECT address AS user FROM users WHERE enabled = 1
     const port = await freePort();
     await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
     await fsp.writeFile(sqlConf, sql, { mode: 0o600 });
-    await fsp.writeFile(configPath, renderConfig({ dir, port, uid: o.uid, gid: o.gid, curve: o.curve, sqlConf }));
+    await fsp.writeFile(configPath, renderConfig({ dir, instance: checkValue('instance', o.instance ?? `mailseal-bench-${port}`), port, uid: o.uid, gid: o.gid, curve: o.curve, sqlConf }));
     const r = await startMaster(configPath, path.join(dir, 'start.err'));
     const log = () => fsp.readFile(logPath, 'utf8').catch(() => '');
     if (r.code !== 0) {

@@ -49,6 +49,10 @@ function caseTable(r: CaseResult, runs: number): string {
     ['250 replies → files', delivered(r.mailseal), delivered(r.dovecot), ''],
   ];
   let out = `${describe(r.case, runs)}\n${table(rows)}`;
+  if ((r.dovecot?.transactionsPerMessage ?? 1) > 1) {
+    out += '\n  Dovecot gets one transaction per recipient: its LMTP copies the first recipient\'s encrypted file for' +
+      '\n  the others and cannot read it without the password (451 4.2.0); Postfix needs lmtp_destination_recipient_limit = 1';
+  }
   if (r.verdict) out += `\n  target ${r.verdict.text}: ${verdictText(r.verdict)}`;
   if (!r.ok) out += '\n  PROBLEM: not every message was answered 250 and stored sealed (see the progress lines)';
   return out;
