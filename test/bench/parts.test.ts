@@ -77,7 +77,7 @@ test('stats: median, nearest-rank quantile, ratios, verdicts, run checks', (t) =
   t.false(runOk(run(1), 2), 'two recipients each');
 });
 
-test('profile summary: self time per function, idle apart, main thread and workers apart', (t) => {
+test('profile summary: self time per function, idle apart, main thread and workers apart, inside the timed windows', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'msbp-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const frame = (functionName: string, url = '') => ({ functionName, url, lineNumber: 9, columnNumber: 0, scriptId: '0' });
@@ -89,7 +89,7 @@ test('profile summary: self time per function, idle apart, main thread and worke
       { id: 4, callFrame: frame('(garbage collector)') },
     ],
     samples: [2, 2, 3, 3, 3, 4, 2, 3],
-    timeDeltas: [], startTime: 0, endTime: 8000,
+    timeDeltas: [0, 1000, 1000, 1000, 1000, 1000, 1000, 1000], startTime: 0, endTime: 8000,
   };
   fs.writeFileSync(path.join(dir, 'CPU.20260101.000000.42.0.001.cpuprofile'), JSON.stringify(profile));
   fs.writeFileSync(path.join(dir, 'CPU.20260101.000000.42.1.002.cpuprofile'), JSON.stringify(profile));
@@ -97,4 +97,8 @@ test('profile summary: self time per function, idle apart, main thread and worke
   const s = summariseProfiles(dir);
   t.deepEqual(s.map((x) => [x.threads, x.files, x.totalMs, x.busyMs]), [['main thread', 1, 8, 5], ['worker threads (2)', 2, 16, 10]]);
   t.deepEqual(s[0]!.top.map((e) => [e.fn, e.selfMs, e.share]), [['sealEmpty /x/y.ts:10', 4, 0.8], ['(garbage collector)', 1, 0.2]]);
+  // Only the timed runs count: the samples at 2, 3, 4, 5 ms.
+  const w = summariseProfiles(dir, 15, [{ fromUs: 2000, toUs: 6000 }]);
+  t.deepEqual(w[0]!.top.map((e) => [e.fn, e.selfMs]), [['sealEmpty /x/y.ts:10', 3], ['(garbage collector)', 1]]);
+  t.is(w[0]!.totalMs, 4);
 });
