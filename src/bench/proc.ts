@@ -109,3 +109,19 @@ export function resetPeakRss(root: number): void {
     }
   }
 }
+
+/**
+ * CPU seconds all processes of the machine have used since boot (user, nice, system, irq,
+ * softirq, steal from /proc/stat): with our own figures subtracted, what others used meanwhile.
+ */
+export function systemBusySeconds(): number {
+  try {
+    const line = fs.readFileSync('/proc/stat', 'latin1').split('\n')[0]!;
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+    return busy / clockTicks();
+  } catch {
+    return NaN;
+  }
+}

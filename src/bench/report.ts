@@ -4,7 +4,7 @@
 
 import { formatSize } from './cases.ts';
 import type { BenchReport, CaseResult } from './run.ts';
-import type { Summary } from './stats.ts';
+import { DISTURBED, otherLoad, type Summary } from './stats.ts';
 
 const num = (x: number | null | undefined, d = 1) => (x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(d));
 const mib = (b: number | null) => (b === null || !Number.isFinite(b) ? '-' : `${(b / (1 << 20)).toFixed(0)} MiB`);
@@ -24,7 +24,7 @@ function describe(c: CaseResult['case'], runs: number): string {
     `${c.curve}, ${c.recipients} recipient${c.recipients > 1 ? 's' : ''} — ${c.messages} messages × ${runs} run${runs > 1 ? 's' : ''}, median`;
 }
 
-function caseTable(r: CaseResult, runs: number): string {
+function caseTable(r: CaseResult, runs: number, cores: number): string {
   const ms = r.mailseal.median;
   const dv = r.dovecot?.median ?? null;
   const q = r.ratio;
@@ -47,6 +47,7 @@ function caseTable(r: CaseResult, runs: number): string {
     ['peak RSS', ...col((s) => mib(s.peakRssBytes)), times(q?.peakRssBytes ?? null)],
     ['disk ceiling share', ...col((s) => pct(s.diskShare)), ''],
     ['250 replies → files', delivered(r.mailseal), delivered(r.dovecot), ''],
+    ['other load (max)', pct(otherLoad(r.mailseal.runs, cores)), r.dovecot ? pct(otherLoad(r.dovecot.runs, cores)) : '-', ''],
   ];
   let out = `${describe(r.case, runs)}\n${table(rows)}`;
   if ((r.dovecot?.transactionsPerMessage ?? 1) > 1) {
@@ -54,6 +55,8 @@ function caseTable(r: CaseResult, runs: number): string {
       '\n  the others and cannot read it without the password (451 4.2.0); Postfix needs lmtp_destination_recipient_limit = 1';
   }
   if (r.verdict) out += `\n  target ${r.verdict.text}: ${verdictText(r.verdict)}`;
+  const others = Math.max(otherLoad(r.mailseal.runs, cores), r.dovecot ? otherLoad(r.dovecot.runs, cores) : 0);
+  if (others > DISTURBED) out += `\n  WARNING: other processes used up to ${pct(others)} of the machine during these runs: the figures are disturbed`;
   if (!r.ok) out += '\n  PROBLEM: not every message was answered 250 and stored sealed (see the progress lines)';
   return out;
 }
@@ -84,7 +87,7 @@ export function renderReport(rep: BenchReport, runs: number): string {
     ...rep.crypto.map((c) => [c.curve, c.path === 'native' && c.library === 'node:crypto' ? 'node:crypto (libcrypto.so.3 not loadable)' : c.library, `${num(c.cpuMs, 2)} ms`, `${num(c.wallMs, 2)} ms`])], 'llrr'));
   for (const r of rep.cases) {
     out.push('');
-    out.push(caseTable(r, runs));
+    out.push(caseTable(r, runs, m.cores));
   }
   out.push('');
   out.push('Summary (mailseal/Dovecot; disk share = durable files/s ÷ the ceiling for 1 or 4 writers)');

@@ -14,10 +14,10 @@ import { type CryptoCost, measureCryptoCost } from './cryptocost.ts';
 import { type DiskCeiling, measureDisk } from './disk.ts';
 import { dovecotAvailable, type RunningDovecot, startDovecot } from './dovecot.ts';
 import { machineInfo, type MachineInfo } from './machine.ts';
-import { processTree, resetPeakRss, treeCpuSeconds, treePeakRss } from './proc.ts';
+import { processTree, resetPeakRss, systemBusySeconds, treeCpuSeconds, treePeakRss } from './proc.ts';
 import { monotonicUs, type ProfileSummary, summariseProfiles, type Window } from './profile.ts';
 import { type BenchUser, Cleanup, countSealed, createUsers, listNew, mailUser, removeDir } from './setup.ts';
-import { judge, type Ratios, ratios, runOk, type RunStats, runStats, summarise, type Summary, type Verdict } from './stats.ts';
+import { DISTURBED, judge, otherLoad, type Ratios, ratios, runOk, type RunStats, runStats, summarise, type Summary, type Verdict } from './stats.ts';
 
 export interface BenchOptions {
   cases: BenchCase[];
@@ -222,14 +222,19 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
       const before = new Set(await listNew(list));
       resetPeakRss(s.pid);
       const cpu0 = treeCpuSeconds(s.pid);
+      const all0 = systemBusySeconds();
+      const own0 = process.cpuUsage();
       const load = await runLoad({ port: s.port, connections: c.connections, messages, recipientsOf, from, body, timeLimitMs: limitMs, onePerRecipient: split(s) });
       const cpuSeconds = treeCpuSeconds(s.pid) - cpu0;
+      const own = process.cpuUsage(own0);
+      // What the rest of the machine did meanwhile (never below 0: the counters tick coarsely).
+      const otherCpuSeconds = Math.max(0, systemBusySeconds() - all0 - cpuSeconds - (own.user + own.system) / 1e6);
       const peakRssBytes = treePeakRss(s.pid);
       if (s.name === 'Dovecot') for (const p of processTree(s.pid)) dvPids.add(p);
       const fresh = (await listNew(list)).filter((f) => !before.has(f));
       const sealed = await countSealed(fresh);
       if (!o.keep) await Promise.all(fresh.map((f) => fsp.unlink(f)));
-      return { load, cpuSeconds, peakRssBytes, stored: fresh.length, sealed };
+      return { load, cpuSeconds, peakRssBytes, stored: fresh.length, sealed, otherCpuSeconds };
     };
 
     const per = new Map<Server['name'], { warmup: WarmupStats; runs: RunStats[] }>();
@@ -253,7 +258,9 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
         const st = runStats(c, b.load, b, ceiling(c.connections));
         per.get(s.name)!.runs.push(st);
         const bad = runOk(st, c.recipients) ? '' : `; PROBLEM: ${st.refused} refused, ${st.stored} stored, ${st.sealed} sealed${st.incomplete ? ', time limit hit' : ''} ${st.errors.join('; ')}`;
-        o.progress(`${c.name}: run ${r + 1}/${o.runs} ${s.name}: ${fmt(st.msgsPerSec)} msg/s, ${fmt(st.mibPerSec, 2)} MiB/s, p50 ${fmt(st.p50Ms)} ms, CPU ${fmt(st.cpuSeconds, 2)} s${bad}`);
+        const others = otherLoad([st], os.availableParallelism());
+        const busy = others > DISTURBED ? `; WARNING: other processes used ${fmt(others * 100, 0)}% of the machine meanwhile` : '';
+        o.progress(`${c.name}: run ${r + 1}/${o.runs} ${s.name}: ${fmt(st.msgsPerSec)} msg/s, ${fmt(st.mibPerSec, 2)} MiB/s, p50 ${fmt(st.p50Ms)} ms, CPU ${fmt(st.cpuSeconds, 2)} s${bad}${busy}`);
       }
     }
     const done = (name: Server['name']): ServerResult | null => {

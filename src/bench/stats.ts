@@ -32,6 +32,12 @@ export interface RunStats {
   peakRssBytes: number;
   /** filesPerSec / the disk's durable-write ceiling for this many writers. */
   diskShare: number | null;
+  /**
+   * CPU seconds the rest of the machine used during the run (all CPU time minus the server's and
+   * the bench's own; includes kernel threads such as ksoftirqd, so it is approximate): above a few
+   * percent of the capacity, the figures are disturbed.
+   */
+  otherCpuSeconds: number;
 }
 
 export type Summary = Pick<RunStats, 'msgsPerSec' | 'mibPerSec' | 'filesPerSec' | 'p50Ms' | 'p99Ms' | 'cpuSeconds' | 'cpuMsPerMsg' | 'peakRssBytes'> & {
@@ -47,7 +53,7 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-export function runStats(c: BenchCase, load: LoadResult, server: { cpuSeconds: number; peakRssBytes: number; stored: number; sealed: number }, ceiling: number | null): RunStats {
+export function runStats(c: BenchCase, load: LoadResult, server: { cpuSeconds: number; peakRssBytes: number; stored: number; sealed: number; otherCpuSeconds: number }, ceiling: number | null): RunStats {
   const s = load.seconds > 0 ? load.seconds : NaN;
   const filesPerSec = load.accepted / s;
   return {
@@ -69,6 +75,7 @@ export function runStats(c: BenchCase, load: LoadResult, server: { cpuSeconds: n
     cpuMsPerMsg: load.sent > 0 ? (server.cpuSeconds * 1000) / load.sent : NaN,
     peakRssBytes: server.peakRssBytes,
     diskShare: ceiling ? filesPerSec / ceiling : null,
+    otherCpuSeconds: server.otherCpuSeconds,
   };
 }
 
@@ -113,4 +120,12 @@ export function judge(c: BenchCase, ours: Summary, ratio: Ratios | null): Verdic
 export function runOk(r: Pick<RunStats, 'messages' | 'sent' | 'accepted' | 'refused' | 'stored' | 'sealed' | 'incomplete'>, recipients: number): boolean {
   return !r.incomplete && r.sent === r.messages && r.refused === 0 && r.accepted === r.messages * recipients &&
     r.stored === r.accepted && r.sealed === r.stored;
+}
+
+/** Above this share of the machine used by other processes during a run, the report says so. */
+export const DISTURBED = 0.05;
+
+/** The largest share of the machine's capacity (cores × seconds) others used in any of the runs. */
+export function otherLoad(runs: RunStats[], cores: number): number {
+  return Math.max(0, ...runs.map((r) => (r.seconds > 0 ? r.otherCpuSeconds / (r.seconds * cores) : 0)));
 }

@@ -61,7 +61,7 @@ test('stats: median, nearest-rank quantile, ratios, verdicts, run checks', (t) =
   const run = (msgs: number, extra: Partial<RunStats> = {}): RunStats => ({
     messages: 10, sent: 10, accepted: 10, refused: 0, stored: 10, sealed: 10, incomplete: false, errors: [], seconds: 1,
     msgsPerSec: msgs, mibPerSec: msgs / 256, filesPerSec: msgs, p50Ms: 1, p99Ms: 2, cpuSeconds: 1, cpuMsPerMsg: 100,
-    peakRssBytes: 1 << 20, diskShare: msgs / 1000, ...extra,
+    peakRssBytes: 1 << 20, diskShare: msgs / 1000, otherCpuSeconds: 0, ...extra,
   });
   const ours = summarise([run(300), run(310), run(290)]);
   const theirs = summarise([run(100), run(90), run(110)]);
