@@ -8,6 +8,9 @@ import { registerServe } from './cli/serve.ts';
 import { registerUser } from './cli/user.ts';
 import { registerKey } from './cli/key.ts';
 import { globalOptions } from './cli/common.ts';
+import { registerDomain } from './cli/domain.ts';
+import { registerAlias } from './cli/alias.ts';
+import { registerConfig } from './cli/config.ts';
 
 const program = new Command('mailseal')
   .description('LMTP delivery agent that seals mail at rest for Dovecot mail_crypt')
@@ -20,6 +23,9 @@ registerUser(program);
 registerKey(program);
 registerCat(program);
 registerBench(program);
+registerDomain(program);
+registerAlias(program);
+registerConfig(program);
 
 try {
   await program.parseAsync(process.argv);
