@@ -25,13 +25,19 @@ export interface DovecotUser {
 }
 
 export interface DovecotOptions {
-  /** (a) passwd-file passdb/userdb with these users. Exactly one of `users` / `sqlite`. */
+  /** (a) passwd-file passdb/userdb with these users. Exactly one of `users` / `sqlite` / `include`. */
   users?: DovecotUser[];
   /**
    * (b) SQLite passdb/userdb (driver = sql). `@MAIL_ROOT@` in the queries is replaced by
    * `mailRoot`, which is created if missing and chowned (not recursively) to the mail uid.
    */
   sqlite?: { db: string; mailRoot: string };
+  /**
+   * (c) A configuration file of its own (e.g. the output of `mailseal config dovecot`), included
+   * with `!include` after the instance settings, so that it wins: it must bring the passdb and
+   * userdb. The instance keeps its own listeners, base_dir, logs and mail defaults.
+   */
+  include?: string;
   /** Default: `SELECT address AS user, password FROM users WHERE address = '%u' AND enabled = 1` */
   sqlPasswordQuery?: string;
   /** Default: `SELECT home, curve AS mail_crypt_curve FROM users WHERE address = '%u' AND enabled = 1` */
@@ -324,6 +330,7 @@ function renderConfig(p: {
   debug: boolean;
   authDb: string;
   extra: string;
+  include: string;
 }): string {
   const lmtp = p.lmtpPort > 0;
   return `# Private Dovecot test instance (test/helpers/dovecot.ts). Everything lives under ${p.dir}.
@@ -393,7 +400,7 @@ protocol lmtp {
 }
 `
     : ''
-}${p.extra ? `\n# extraConfig\n${p.extra}\n` : ''}`;
+}${p.include ? `\n# include (its settings win over the ones above)\n!include ${p.include}\n` : ''}${p.extra ? `\n# extraConfig\n${p.extra}\n` : ''}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +412,9 @@ protocol lmtp {
  * @throws with the dovecot.log tail if Dovecot does not come up
  */
 export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
-  if ((opts.users === undefined) === (opts.sqlite === undefined)) throw new Error('startDovecot: give exactly one of users / sqlite');
+  if ([opts.users, opts.sqlite, opts.include].filter((x) => x !== undefined).length !== 1) {
+    throw new Error('startDovecot: give exactly one of users / sqlite / include');
+  }
   const ids = opts.mailUid !== undefined && opts.mailGid !== undefined ? { uid: opts.mailUid, gid: opts.mailGid } : vmailIds();
   const curve = opts.curve ?? 'secp521r1';
   checkConfValue('curve', curve);
@@ -418,7 +427,12 @@ export async function startDovecot(opts: DovecotOptions): Promise<Dovecot> {
   const logPath = path.join(dir, 'dovecot.log');
 
   let authDb: string;
-  if (opts.users) {
+  if (opts.include !== undefined) {
+    const inc = path.resolve(opts.include);
+    checkConfValue('include', inc);
+    if (!fs.existsSync(inc)) throw new Error(`startDovecot: no such file: ${inc}`);
+    authDb = ''; // the included file brings passdb/userdb
+  } else if (opts.users) {
     const internal = lookupUser('dovecot'); // the auth process runs as default_internal_user
     const lines = opts.users.map((u) => {
       checkField('login', u.login);
@@ -499,6 +513,7 @@ userdb {
         debug: opts.debug === true,
         authDb,
         extra: opts.extraConfig ?? '',
+        include: opts.include === undefined ? '' : path.resolve(opts.include),
       }),
     );
     const r = await startMaster(configPath, path.join(dir, 'start.err')); // daemonises

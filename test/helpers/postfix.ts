@@ -57,6 +57,12 @@ export interface PostfixOptions {
    * `reject_sender_login_mismatch` when sender login maps are configured.
    */
   sasl?: { path: string };
+  /**
+   * Service stanzas to add to master.cf as they are (e.g. `mailseal config postfix`'s submission
+   * service), except that a `submission` service listens on the private loopback port
+   * (`submissionPort`) instead of 587, and every service runs unchrooted. Not with `sasl`.
+   */
+  masterCf?: string;
   /** message_size_limit in bytes. Default 10240000 (Postfix's default). 0 = unlimited. */
   messageSizeLimit?: number;
   /** Retry timers in seconds. Defaults: queueRunDelay 1, minimalBackoff 1, maximalBackoff 2. */
@@ -102,7 +108,7 @@ export interface PostfixState {
 
 export interface Postfix {
   smtpPort: number;
-  /** 0 unless started with `sasl`. */
+  /** 0 unless started with `sasl` or a `submission` service in `masterCf`. */
   submissionPort: number;
   /** The temp dir holding everything below. */
   dir: string;
@@ -238,14 +244,15 @@ function transportOf(o: PostfixOptions): string {
   }
   if (o.lmtpPort !== undefined) return `lmtp:inet:${o.lmtpHost ?? '127.0.0.1'}:${o.lmtpPort}`;
   if (o.lmtp !== undefined) return o.lmtp.startsWith('/') ? `lmtp:unix:${o.lmtp}` : `lmtp:inet:${o.lmtp}`;
-  throw new Error('startPostfix: give lmtpPort, lmtpSocket or lmtp');
+  if (o.mainCf?.virtual_transport !== undefined) return String(o.mainCf.virtual_transport);
+  throw new Error('startPostfix: give lmtpPort, lmtpSocket, lmtp or mainCf.virtual_transport');
 }
 
 const asList = (v: string | string[]) => (Array.isArray(v) ? v.join(', ') : v);
 
 /** Every service unchrooted (column 5 = n), so maps and sockets use ordinary absolute paths. */
-function masterCf(smtpPort: number, submissionPort: number, submissionOpts: string[]): string {
-  const sub = submissionPort
+function masterCf(smtpPort: number, submissionPort: number, submissionOpts: string[], extra: string): string {
+  const sub = submissionPort && !extra
     ? `127.0.0.1:${submissionPort} inet n - n - - smtpd\n${submissionOpts.map((o) => `  -o ${o}\n`).join('')}`
     : '';
   return `# private test instance (test/helpers/postfix.ts): every service unchrooted
@@ -271,8 +278,46 @@ discard   unix  - - n - - discard
 lmtp      unix  - - n - - lmtp
 anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
+tlsmgr    unix  - - n 1000? 1 tlsmgr
 postlog   unix-dgram n - n - 1 postlogd
-`;
+${extra ? `# masterCf option\n${adaptServices(extra, submissionPort)}` : ''}`;
+}
+
+const SERVICE_LINE = /^(\S+)(\s+)(\S+)(\s+\S+\s+\S+\s+)(\S+)(\s+.*)$/;
+
+/** `masterCf` stanzas for a private instance: `submission` on our port, no chroot. */
+function adaptServices(text: string, submissionPort: number): string {
+  const out = text.split('\n').map((line) => {
+    if (line.startsWith('#') || /^\s/.test(line) || line.trim() === '') return line;
+    const m = SERVICE_LINE.exec(line);
+    if (!m) throw new Error(`startPostfix: masterCf: not a service line: ${line}`);
+    const name = m[1] === 'submission' && m[3] === 'inet' ? `127.0.0.1:${submissionPort}` : m[1];
+    if (m[3] === 'inet' && name === m[1]) throw new Error(`startPostfix: masterCf: only a "submission" inet service can be moved to a private port: ${line}`);
+    return `${name}${m[2]}${m[3]}${m[4]}n${m[6]}`;
+  });
+  return out.join('\n').replace(/\n*$/, '\n');
+}
+
+/**
+ * Parse main.cf text (`name = value`, continuation lines start with white space, `#` comments)
+ * into settings, e.g. to pass generated lines as `mainCf`. Later lines win.
+ */
+export function parseMainCf(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  let last: string | null = null;
+  for (const line of text.split('\n')) {
+    if (/^\s*(#|$)/.test(line)) continue;
+    if (/^\s/.test(line)) {
+      if (last === null) throw new Error(`parseMainCf: continuation without a setting: ${line}`);
+      out[last] += ` ${line.trim()}`;
+      continue;
+    }
+    const m = /^([A-Za-z0-9_]+)\s*=\s*(.*)$/.exec(line);
+    if (!m) throw new Error(`parseMainCf: not a setting: ${line}`);
+    last = m[1]!;
+    out[last] = m[2]!.trim();
+  }
+  return out;
 }
 
 /** uid of mail_owner (postfix), gid of setgid_group (postdrop). */
@@ -333,6 +378,8 @@ export async function startPostfix(o: PostfixOptions): Promise<Postfix> {
   const hostname = o.hostname ?? DEFAULT_HOSTNAME;
   if (o.sasl && !path.isAbsolute(o.sasl.path)) throw new Error(`startPostfix: sasl.path must be absolute: ${o.sasl.path}`);
   if (o.sasl) assertToken('sasl.path', o.sasl.path);
+  if (o.sasl && o.masterCf) throw new Error('startPostfix: give sasl or masterCf, not both');
+  const wantSubmission = !!o.sasl || (o.masterCf !== undefined && /^submission\s+inet\s/m.test(o.masterCf));
 
   const dir = await fsp.mkdtemp('/tmp/mspf-');
   await fsp.chmod(dir, 0o755); // daemons run as postfix and must traverse it
@@ -448,8 +495,8 @@ export async function startPostfix(o: PostfixOptions): Promise<Postfix> {
     // The OS picks free ports; another process may take one before master binds it: retry.
     let ports: number[] = [];
     for (let attempt = 1; ; attempt++) {
-      ports = await freePorts(o.sasl ? 2 : 1);
-      await fsp.writeFile(cf('master.cf'), masterCf(ports[0]!, ports[1] ?? 0, submissionOpts));
+      ports = await freePorts(wantSubmission ? 2 : 1);
+      await fsp.writeFile(cf('master.cf'), masterCf(ports[0]!, ports[1] ?? 0, submissionOpts, o.masterCf ?? ''));
       // quick-start: postfix-script skips its ~1.5 s integrity checks (post-install
       // create-missing, postsuper, find) -- the fresh, empty queue is already laid out right.
       if (quick) await fsp.writeFile(path.join(queueDir, 'quick-start'), '');

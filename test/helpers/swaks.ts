@@ -37,6 +37,8 @@ export interface SwaksArgs {
   body?: string;
   /** SMTP AUTH (PLAIN unless `mech`). */
   auth?: { user: string; password: string; mech?: 'PLAIN' | 'LOGIN' };
+  /** STARTTLS before anything else (`--tls`; the server certificate is not verified). */
+  tls?: boolean;
   /** swaks' `--timeout` for each reply (rounded up to whole seconds); the process is killed if it runs 5 s longer than this in all. Default 30 s. */
   timeoutMs?: number;
   /** More swaks arguments, appended last. */
@@ -199,6 +201,7 @@ export function swaks(args: SwaksArgs): Promise<SwaksResult> {
     for (const [k, v] of Object.entries(args.headers ?? {})) argv.push('--header', `${k}: ${v}`);
     if (args.body !== undefined) argv.push('--body', args.body);
   }
+  if (args.tls) argv.push('--tls');
   if (args.auth) argv.push('--auth', args.auth.mech ?? 'PLAIN', '--auth-user', args.auth.user, '--auth-password', args.auth.password);
   argv.push(...(args.extra ?? []));
 
