@@ -64,7 +64,13 @@ export function registerServe(program: Command): void {
       const swept = await sweepTmp(g.maildir);
       if (swept > 0) logger.info({ swept }, 'removed stale files from tmp/');
 
-      const pool = new SealPool();
+      const pool = new SealPool(undefined, (slot, delayMs) => logger.error({ slot, delayMs }, 'seal worker exited; replacing it'));
+      // Load the workers before listening (and before dropping privileges): an agent that cannot
+      // seal must not claim to serve.
+      await pool.ready().catch(async (err) => {
+        await pool.close();
+        throw new MailsealError('internal', `cannot start the sealing workers (${(err as Error).message}); is TMPDIR writable?`);
+      });
       const l = createLmtpServer({ resolve, logger, maxSize, seal: (to) => pool.seal(to) });
       const where: string[] = [];
       if (o.listen) {

@@ -37,3 +37,6 @@ parentPort!.on('message', (req: Request) => {
       (err: Error) => parentPort!.postMessage({ id: req.id, error: err.message }),
     );
 });
+
+// Loaded (tsx and every import resolved): SealPool.ready() waits for this.
+parentPort!.postMessage({ ready: true });

@@ -33,3 +33,24 @@ test('a dead worker fails its requests and is replaced', async (t) => {
   const p = await pool.seal(key);
   t.is(p.kd.length, 60, 'the replacement serves');
 });
+
+test('a worker that cannot start: ready() rejects and it is retried with a growing delay, not in a busy loop', async (t) => {
+  const delays: number[] = [];
+  let enough!: () => void;
+  const three = new Promise<void>((r) => (enough = r));
+  const pool = new SealPool(1, (_slot, ms) => {
+    delays.push(ms);
+    if (delays.length === 3) enough();
+  }, 'throw new Error("cannot load")');
+  t.teardown(() => pool.close());
+  await t.throwsAsync(pool.ready(), { message: /could not start/ });
+  await three;
+  t.deepEqual(delays.slice(0, 3), [100, 200, 400]);
+});
+
+test('ready() resolves once the workers have loaded', async (t) => {
+  const pool = new SealPool(2);
+  t.teardown(() => pool.close());
+  await t.notThrowsAsync(pool.ready());
+  await t.notThrowsAsync(pool.ready(), 'and at once after that');
+});
