@@ -55,7 +55,17 @@ async function acquire(lock: string, mode: number, o: Required<LockOptions>): Pr
     try {
       const st = await fs.stat(lock);
       if (Date.now() - st.mtimeMs > o.staleMs) {
-        await fs.unlink(lock).catch(() => undefined);
+        // Break it by moving it aside, then check that what moved is the file judged stale: a
+        // plain unlink by name could remove a fresh lock that replaced it meanwhile.
+        const aside = `${lock}.stale.${process.pid}.${Math.random().toString(36).slice(2)}`;
+        try {
+          await fs.rename(lock, aside);
+        } catch {
+          continue;
+        }
+        const moved = await fs.stat(aside).catch(() => null);
+        if (moved && moved.ino !== st.ino) await fs.link(aside, lock).catch(() => undefined); // a live lock: put it back
+        await fs.unlink(aside).catch(() => undefined);
         continue;
       }
     } catch {
@@ -92,13 +102,17 @@ export async function updateDict(
     owner = { uid: st.uid, gid: st.gid, mode: 0o600 };
   }
   const fh = await acquire(lock, owner.mode, o);
+  const mine = (await fh.stat()).ino;
+  /** Is `<file>.lock` still the file we created (not broken as stale and re-taken by another)? */
+  const stillOurs = async () => (await fs.lstat(lock).catch(() => null))?.ino === mine;
   let closed = false;
+  let renamed = false;
   try {
     const { dict } = await readDict(file);
     if ((await mutate(dict)) === false) {
       await fh.close();
       closed = true;
-      await fs.unlink(lock);
+      if (await stillOurs()) await fs.unlink(lock);
       return false;
     }
     await fh.writeFile(serializeDict(dict));
@@ -107,12 +121,17 @@ export async function updateDict(
     await fh.chmod(owner.mode);
     await fh.close();
     closed = true;
+    // Renaming the path would install whatever file is there now: make sure it is ours.
+    if (!(await stillOurs())) {
+      throw new MailsealError('locked', `${path.basename(lock)} was taken over by another process (held too long?): nothing written`);
+    }
     await fs.rename(lock, file);
+    renamed = true;
     await syncDir(dir);
     return true;
   } catch (err) {
     if (!closed) await fh.close().catch(() => undefined);
-    await fs.unlink(lock).catch(() => undefined);
+    if (!renamed && (await stillOurs())) await fs.unlink(lock).catch(() => undefined);
     throw err;
   }
 }

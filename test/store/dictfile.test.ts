@@ -101,3 +101,18 @@ test('updateDict: a stale lock is removed; a live one times out with `locked`', 
   t.is((err as MailsealError).code, 'locked');
   t.is(fs.readFileSync(f + '.lock', 'utf8'), 'held', "someone else's lock is not touched");
 });
+
+test('updateDict: a writer whose lock was broken as stale and re-taken by another writes nothing and leaves the other lock alone', async (t) => {
+  const d = tmp(t);
+  const f = path.join(d, 'dovecot-attributes');
+  await updateDict(f, (m) => void m.set('kept', 'yes'));
+  const err = await t.throwsAsync(updateDict(f, (m) => {
+    // Meanwhile another process judged our lock stale, removed it and took its own.
+    fs.unlinkSync(f + '.lock');
+    fs.writeFileSync(f + '.lock', 'the other writer');
+    m.set('lost', 'write');
+  }));
+  t.is((err as MailsealError).code, 'locked');
+  t.deepEqual([...(await readDict(f)).dict], [['kept', 'yes']], 'the dict is as it was');
+  t.is(fs.readFileSync(f + '.lock', 'utf8'), 'the other writer', 'the other lock is not removed or renamed over the dict');
+});
