@@ -13,7 +13,7 @@ import { readMailboxGuid } from '../maildir/uidlist.ts';
 import { readDict, updateDict } from '../store/dictfile.ts';
 import { activeId, activePublicKey, keyPaths, listKeys, putKey } from '../store/keyring.ts';
 import { audit, type Db, findUser, type UserRow } from './db.ts';
-import { dictFile, inboxGuidOf, runChange, settle } from './journal.ts';
+import { dictFile, inboxGuidOf, runChange, scrubWal, settle } from './journal.ts';
 import { hashPassword, weakPassword } from './password.ts';
 import { type Escrow, newRecoveryCode, openEscrow, sealEscrow } from './recovery.ts';
 
@@ -119,7 +119,8 @@ function readEscrow(db: Db, address: string): Escrow {
 export async function recoverUser(db: Db, address: string, code: string, newPassword: string, show?: (code: string) => void): Promise<string> {
   const u = await loadUser(db, address);
   checkNewPassword(newPassword, address);
-  const key = await openEscrow(address, readEscrow(db, address), code);
+  const opened = readEscrow(db, address);
+  const key = await openEscrow(address, opened, code);
   const hash = await hashPassword(newPassword);
   const newCode = newRecoveryCode();
   const escrow = await sealEscrow(address, key, newCode);
@@ -129,9 +130,12 @@ export async function recoverUser(db: Db, address: string, code: string, newPass
     escrow,
     recorded: () => show?.(newCode),
     async mutate(dict, inboxGuid) {
+      // Under the lock: the code must still be the current one (two recoveries with one code:
+      // the second finds it void) and the key still the active one.
+      const now = readEscrow(db, address);
       const id = activeId(dict, 'user', inboxGuid);
-      if (id !== key.id) {
-        throw new MailsealError('no-key', `the escrow holds user key ${key.id.slice(0, 12)}…, but the active user key is ${id?.slice(0, 12) ?? 'none'}…`);
+      if (!now.box.equals(opened.box) || id !== key.id) {
+        throw new MailsealError('bad-password', 'the recovery code was used or replaced meanwhile; it is no longer valid');
       }
       const privateString = await formatPrivateKey(key, { password: newPassword });
       dict.set(keyPaths('user', inboxGuid).priv(key.id), privateString);
@@ -245,5 +249,6 @@ export async function renewRecoveryCode(db: Db, address: string, password: strin
       .run(address, e.keyId, e.kdf, e.salt, e.nonce, e.box);
     audit(db, address, 'recovery-code', `new recovery code for user key ${e.keyId}`);
   }).immediate();
+  scrubWal(db);
   return code;
 }

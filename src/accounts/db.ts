@@ -27,6 +27,8 @@ export function openDb(file: string, opts: { readonly?: boolean } = {}): Db {
   if (!opts.readonly) {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
+    // A replaced recovery escrow or login hash must not linger in free pages.
+    db.pragma('secure_delete = ON');
     migrate(db);
     if (created) fs.chmodSync(file, 0o640);
   }

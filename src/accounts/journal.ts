@@ -18,7 +18,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { MailsealError, toMailsealError } from '../errors.ts';
 import { readMailboxGuid } from '../maildir/uidlist.ts';
-import { updateDict } from '../store/dictfile.ts';
+import { readDict, updateDict } from '../store/dictfile.ts';
 import { DICT_NAME } from '../store/folderkeys.ts';
 import { activeId, keyPaths } from '../store/keyring.ts';
 import { audit, type Db } from './db.ts';
@@ -60,6 +60,8 @@ interface PendingRow {
   password: string | null;
   key_id: string;
   marker: string;
+  old_key_id: string;
+  old_marker: string;
   escrow_kdf: string | null;
   escrow_salt: Buffer | null;
   escrow_nonce: Buffer | null;
@@ -109,25 +111,63 @@ function apply(db: Db, row: PendingRow): void {
     }
     db.prepare('DELETE FROM pending WHERE address = ? AND token = ?').run(row.address, row.token);
   }).immediate();
+  if (row.escrow_box !== null) scrubWal(db);
+}
+
+/**
+ * After a recovery escrow is replaced: copy the WAL into the database (secure_delete zeroes the
+ * old pages there) and truncate it, so the old box does not linger (best effort while readers
+ * such as the agent hold old snapshots).
+ */
+export function scrubWal(db: Db): void {
+  db.pragma('wal_checkpoint(TRUNCATE)');
+}
+
+/** What the dict says about a recorded change: written, not written, or something else. */
+function judge(row: PendingRow, dict: Map<string, string>, inboxGuid: string): 'new' | 'old' | 'neither' {
+  const active = activeId(dict, 'user', inboxGuid);
+  const fingerprint = (id: string) => {
+    const s = dict.get(keyPaths('user', inboxGuid).priv(id));
+    return s === undefined ? null : sha256(s);
+  };
+  if (active === row.key_id && fingerprint(row.key_id) === row.marker) return 'new';
+  if (active === row.old_key_id && fingerprint(row.old_key_id) === row.old_marker) return 'old';
+  return 'neither';
+}
+
+function undecidable(row: PendingRow): MailsealError {
+  return Object.assign(
+    new MailsealError('locked', `an interrupted ${row.kind} of ${row.address} (${row.started_at}) cannot be settled: ` +
+      "the user's dovecot-attributes holds neither the key string it wrote nor the one it replaced"),
+    { hint: `look at "mailseal key list ${row.address}"; if the dict is right as it is, "mailseal user repair ${row.address} --forget" drops the record` },
+  );
 }
 
 /**
  * Finish or undo an earlier change of `address` that was cut off, judging by the dict (which
- * the caller has locked or just read). @returns what happened, or null if nothing was pending.
+ * the caller has locked). @returns what happened, or null if nothing was pending.
+ * @throws MailsealError locked if the dict holds neither the old nor the new key string.
  */
 function settleWith(db: Db, address: string, dict: Map<string, string>, inboxGuid: string): 'applied' | 'undone' | null {
   const row = db.prepare('SELECT * FROM pending WHERE address = ?').get(address) as PendingRow | undefined;
   if (!row) return null;
-  const stored = dict.get(keyPaths('user', inboxGuid).priv(row.key_id));
-  const written = stored !== undefined && sha256(stored) === row.marker && activeId(dict, 'user', inboxGuid) === row.key_id;
-  if (written) {
+  const state = judge(row, dict, inboxGuid);
+  if (state === 'new') {
     apply(db, row);
     audit(db, address, `${row.kind}-finished`, `interrupted ${row.kind} of ${row.started_at} completed; user key ${row.key_id}`);
     return 'applied';
   }
+  if (state === 'neither') throw undecidable(row);
   db.prepare('DELETE FROM pending WHERE address = ? AND token = ?').run(address, row.token);
   audit(db, address, `${row.kind}-undone`, `interrupted ${row.kind} of ${row.started_at} rolled back before the dict was written`);
   return 'undone';
+}
+
+/** Drop the record of an interrupted change without applying it (the dict is taken as right). */
+export function forgetPending(db: Db, address: string): boolean {
+  const r = db.prepare('DELETE FROM pending WHERE address = ?').run(address);
+  if (r.changes) audit(db, address, 'pending-forgotten', 'interrupted change dropped by the operator; the dict is kept as it is');
+  return r.changes > 0;
 }
 
 /**
@@ -157,12 +197,15 @@ export async function runChange(db: Db, address: string, home: string, change: C
   try {
     await updateDict(dictFile(home), async (dict) => {
       settleWith(db, address, dict, inboxGuid);
+      const oldId = activeId(dict, 'user', inboxGuid) ?? '';
+      const oldString = dict.get(keyPaths('user', inboxGuid).priv(oldId)) ?? '';
       result = await change.mutate(dict, inboxGuid);
       const e = change.escrow;
-      db.prepare(`INSERT INTO pending (address, token, kind, password, key_id, marker, escrow_kdf, escrow_salt, escrow_nonce, escrow_box)
-                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      db.prepare(`INSERT INTO pending (address, token, kind, password, key_id, marker, old_key_id, old_marker,
+                    escrow_kdf, escrow_salt, escrow_nonce, escrow_box)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(address, token, change.kind, change.password ?? null, result.keyId, sha256(result.privateString),
-          e?.kdf ?? null, e?.salt ?? null, e?.nonce ?? null, e?.box ?? null);
+          oldId, sha256(oldString), e?.kdf ?? null, e?.salt ?? null, e?.nonce ?? null, e?.box ?? null);
       recorded = true;
       change.recorded?.();
       faultPoint('journal');
@@ -176,7 +219,16 @@ export async function runChange(db: Db, address: string, home: string, change: C
   }
   faultPoint('dict');
   const row = db.prepare('SELECT * FROM pending WHERE address = ? AND token = ?').get(address, token) as PendingRow | undefined;
-  if (row) apply(db, row);
+  if (row) {
+    // Apply only what the dict really holds (a lock can be broken as stale under a slow writer).
+    const { dict } = await readDict(dictFile(home));
+    if (judge(row, dict, inboxGuid) !== 'new') {
+      throw Object.assign(new MailsealError('locked', `the ${change.kind} of ${address} did not reach the dict; nothing was applied`), {
+        hint: `"mailseal user repair ${address}" settles it`,
+      });
+    }
+    apply(db, row);
+  }
   const r = result as DictResult | null;
   if (!r) throw new MailsealError('internal', 'credential change: no result');
   audit(db, address, change.kind, r.detail ?? `user key ${r.keyId}`);

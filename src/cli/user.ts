@@ -5,7 +5,7 @@ import { type Command, Option } from 'commander';
 import { execFileSync } from 'node:child_process';
 import { findUser, openDb, type Db } from '../accounts/db.ts';
 import { changePassword, loadUser, recoverUser, renewRecoveryCode, resetUser } from '../accounts/credentials.ts';
-import { pendingOf, settle } from '../accounts/journal.ts';
+import { forgetPending, pendingOf, settle } from '../accounts/journal.ts';
 import { addUser, deleteUser, normalizeAddress, setEnabled } from '../accounts/users.ts';
 import { DEFAULTS } from '../config.ts';
 import { MailsealError } from '../errors.ts';
@@ -180,17 +180,33 @@ export function registerUser(program: Command): void {
     .command('repair')
     .description('finish or undo password changes, recoveries and rotations that were cut off')
     .argument('[address]', 'one user (default: every user with an interrupted change)')
-    .action(async (address: string | undefined, _o: unknown, cmd: Command) => {
+    .option('--forget', 'drop the record of the interrupted change of ADDRESS without applying it (when repair cannot judge it)')
+    .action(async (address: string | undefined, o: { forget?: boolean }, cmd: Command) => {
       await withDb(cmd, async (db) => {
+        if (o.forget) {
+          if (!address) throw new MailsealError('usage', '--forget needs an address');
+          const a = normalizeAddress(address);
+          process.stdout.write(`${a}: ${forgetPending(db, a) ? 'record of the interrupted change dropped; the dict is kept as it is' : 'nothing to do'}\n`);
+          return;
+        }
         const list = address ? [normalizeAddress(address)]
           : (db.prepare('SELECT address FROM pending ORDER BY address').all() as { address: string }[]).map((r) => r.address);
+        let failed: MailsealError | null = null;
         for (const a of list) {
           const u = findUser(db, a);
           if (!u) throw new MailsealError('no-user', `no such user: ${a}`);
-          const r = await settle(db, a, u.home);
+          if (list.length > 1) process.stderr.write(`mailseal: settling ${a} (waits for its dict lock)\n`);
+          const r = await settle(db, a, u.home).catch((err: unknown) => {
+            if (!(err instanceof MailsealError) || list.length === 1) throw err;
+            process.stderr.write(`mailseal: error: ${a}: ${err.message}\n`);
+            failed = err;
+            return 'failed' as const;
+          });
+          if (r === 'failed') continue;
           process.stdout.write(`${a}: ${r === 'applied' ? 'interrupted change completed (its new password and any recovery code it printed are now valid)'
             : r === 'undone' ? 'interrupted change rolled back (the previous password and recovery code stay valid)' : 'nothing to do'}\n`);
         }
+        if (failed) throw new MailsealError('locked', 'some interrupted changes could not be settled (see above)');
       });
     });
 

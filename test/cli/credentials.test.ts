@@ -3,12 +3,15 @@
 // (test/e2e/accounts-dovecot.test.ts proves the same against real Dovecot IMAP.)
 
 import test from 'ava';
+import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { addUser, cli, sandbox, startAgent } from '../helpers/agent.ts';
 import { codeIn, deliver, row, tokensRead, verifies } from '../helpers/accounts.ts';
 import { homeOf } from '../helpers/mailbox.ts';
 import { lmtpSend } from '../helpers/lmtp.ts';
+import { formatPrivateKey, openPrivateKey } from '../../src/mailcrypt/keystring.ts';
+import { updateDict } from '../../src/store/dictfile.ts';
 
 const P1 = 'first long password';
 const P2 = 'second long password';
@@ -191,4 +194,51 @@ test('two concurrent password changes: one wins, the other is told the password 
   const r = row(sb, 'alice@example.org');
   t.true(await verifies(r.password, winner));
   t.is(r.pending, null);
+});
+
+test('two recoveries at once with one code: one wins, the other is refused; the old escrow bytes are gone from the database files', async (t) => {
+  const { sb, agent, code } = await setup(t);
+  const mail = await deliver(agent.port, 'alice@example.org', 1);
+  const db = new Database(sb.db, { readonly: true });
+  const oldBox = (db.prepare('SELECT box FROM recovery').get() as { box: Buffer }).box;
+  db.close();
+  const [a, b] = await Promise.all([
+    cli(sb, ['user', 'recover', 'alice@example.org', '--password-stdin'], `${code}\n${P2}\n`),
+    cli(sb, ['user', 'recover', 'alice@example.org', '--password-stdin'], `${code}\n${P3}\n`),
+  ]);
+  t.deepEqual([a.code, b.code].sort(), [0, 1], `${a.stderr} | ${b.stderr}`);
+  const [winner, won, lost] = a.code === 0 ? [P2, a, b] : [P3, b, a];
+  t.regex(lost.stderr, /recovery code was used or replaced meanwhile|wrong recovery code/);
+  t.deepEqual(await tokensRead(sb, 'alice@example.org', winner), mail);
+  const code2 = codeIn(won.stdout);
+  t.false(lost.stdout.toString().includes('recovery code'), 'the loser printed no code');
+  t.not(code2, code);
+  const keys = path.dirname(sb.db);
+  for (const f of fs.readdirSync(keys)) {
+    t.is(fs.readFileSync(path.join(keys, f)).indexOf(oldBox), -1, `old escrow not in ${f}`);
+  }
+});
+
+test('repair will not guess: a dict that holds neither the old nor the new key string is reported; --forget drops the record', async (t) => {
+  const { sb } = await setup(t);
+  const crashed = await cli({ ...sb, env: { ...sb.env, MAILSEAL_FAULT: 'journal' } }, ['user', 'passwd', 'alice@example.org', '--password-stdin'], `${P1}\n${P2}\n`);
+  t.is(crashed.code, null);
+  const file = path.join(homeOf(sb.maildir, 'alice@example.org'), 'Maildir', 'dovecot-attributes');
+  fs.unlinkSync(`${file}.lock`); // left by the killed run (stale after 60 s)
+  // Someone else re-wraps the user key meanwhile (e.g. a dict restored from another copy).
+  await updateDict(file, async (dict) => {
+    const [k, v] = [...dict].find(([name]) => name.startsWith('priv/') && name.includes('/pvt/server/'))!;
+    dict.set(k, await formatPrivateKey(await openPrivateKey(v, { password: P1 }), { password: P1 }));
+  });
+  const r = await cli(sb, ['user', 'repair']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /^mailseal: error: an interrupted passwd of alice@example\.org .* cannot be settled/);
+  const again = await cli(sb, ['user', 'passwd', 'alice@example.org', '--password-stdin'], `${P1}\n${P3}\n`);
+  t.is(again.code, 1, 'no change on top of an unsettled one');
+  t.regex(again.stderr, /cannot be settled.*\nmailseal: hint: .*--forget/);
+  const forget = await cli(sb, ['user', 'repair', 'alice@example.org', '--forget']);
+  t.is(forget.stdout.toString(), 'alice@example.org: record of the interrupted change dropped; the dict is kept as it is\n');
+  t.is(row(sb, 'alice@example.org').pending, null);
+  t.true(await verifies(row(sb, 'alice@example.org').password, P1));
+  t.is((await cli(sb, ['user', 'passwd', 'alice@example.org', '--password-stdin'], `${P1}\n${P3}\n`)).code, 0);
 });

@@ -11,6 +11,8 @@ CREATE TABLE pending (
   password     TEXT,                   -- new {ARGON2ID} hash; NULL if the password stays
   key_id       TEXT NOT NULL,          -- active user key id once the change is done
   marker       TEXT NOT NULL,          -- SHA-256 of the new private string of that key in the dict
+  old_key_id   TEXT NOT NULL,          -- active user key id before the change
+  old_marker   TEXT NOT NULL,          -- SHA-256 of its private string before the change
   escrow_kdf   TEXT,                   -- new recovery escrow (NULL: unchanged)
   escrow_salt  BLOB,
   escrow_nonce BLOB,
