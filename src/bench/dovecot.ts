@@ -4,12 +4,12 @@
 // The settings are those known to work on Debian 12 (Dovecot 2.3.19): test/helpers/dovecot.ts
 // and ../shared/reference/dovecot.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { alive } from './proc.ts';
+import { freePorts, startDaemon, waitGreeting } from './daemon.ts';
 
 export interface DovecotAvailability {
   ok: boolean;
@@ -71,17 +71,6 @@ export interface RunningDovecot {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function checkValue(what: string, v: string): string {
   if (/[\r\n\0"'\\]/.test(v) || v.includes(' ')) throw new Error(`${what} cannot be put into dovecot.conf: ${JSON.stringify(v)}`);
@@ -149,52 +138,6 @@ protocol lmtp {
 `;
 }
 
-/**
- * `dovecot -c CONF` daemonises but keeps the stderr it was given: a pipe would never close. Its
- * stderr goes to a file; we wait for the exit of the process we started.
- */
-function startMaster(configPath: string, errFile: string): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => {
-    const fd = fs.openSync(errFile, 'w');
-    const child = spawn('dovecot', ['-c', configPath], { stdio: ['ignore', 'ignore', fd] });
-    fs.closeSync(fd);
-    const read = () => fs.readFileSync(errFile, 'utf8');
-    child.on('error', (e) => resolve({ code: 127, stderr: e.message }));
-    child.on('exit', (code) => resolve({ code: code ?? 1, stderr: read() }));
-  });
-}
-
-/** Resolve once `port` greets with `220`. */
-async function waitGreeting(port: number, deadline: number): Promise<void> {
-  let last = '';
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = net.connect(port, '127.0.0.1');
-      let buf = '';
-      const done = (v: boolean) => {
-        sock.destroy();
-        resolve(v);
-      };
-      sock.setTimeout(2000, () => done(false));
-      sock.on('error', (e) => {
-        last = e.message;
-        done(false);
-      });
-      sock.on('data', (d) => {
-        buf += d.toString('latin1');
-        if (buf.includes('\n')) {
-          last = buf.trim();
-          done(buf.startsWith('220'));
-        }
-      });
-      sock.on('close', () => done(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`Dovecot LMTP on port ${port} never greeted (last: ${last})`);
-}
-
 const tail = (s: string) => s.split('\n').slice(-20).join('\n');
 
 /**
@@ -234,11 +177,11 @@ iterate_query = SELECT address AS user FROM users WHERE enabled = 1
   let lastErr = '';
   // A port found free can be taken before Dovecot binds it: retry with another.
   for (let attempt = 0; attempt < 4; attempt++) {
-    const port = await freePort();
+    const [port] = await freePorts(1) as [number];
     await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
     await fsp.writeFile(sqlConf, sql, { mode: 0o600 });
     await fsp.writeFile(configPath, renderConfig({ dir, instance: checkValue('instance', o.instance ?? `mailseal-bench-${port}`), port, uid: o.uid, gid: o.gid, curve: o.curve, sqlConf }));
-    const r = await startMaster(configPath, path.join(dir, 'start.err'));
+    const r = await startDaemon('dovecot', ['-c', configPath], path.join(dir, 'start.err'));
     const log = () => fsp.readFile(logPath, 'utf8').catch(() => '');
     if (r.code !== 0) {
       lastErr = `dovecot -c exited ${r.code}: ${r.stderr.trim()}\n${tail(await log())}`;
@@ -256,7 +199,7 @@ iterate_query = SELECT address AS user FROM users WHERE enabled = 1
       break;
     }
     try {
-      await waitGreeting(port, deadline);
+      await waitGreeting(port, '220', deadline);
     } catch (e) {
       const l = await log();
       lastErr = `${(e as Error).message}\n${tail(l)}`;

@@ -16,7 +16,7 @@ import { dovecotAvailable, type RunningDovecot, startDovecot } from './dovecot.t
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { processTree, resetPeakRss, systemBusySeconds, treeCpuSeconds, treePeakRss } from './proc.ts';
 import { monotonicUs, type ProfileSummary, summariseProfiles, type Window } from './profile.ts';
-import { type BenchUser, Cleanup, countSealed, createUsers, listNew, mailUser, removeDir } from './setup.ts';
+import { Cleanup, countSealed, createUsers, listNew, mailUser, removeDir } from './setup.ts';
 import { DISTURBED, judge, otherLoad, type Ratios, ratios, runOk, type RunStats, runStats, summarise, type Summary, type Verdict } from './stats.ts';
 
 export interface BenchOptions {

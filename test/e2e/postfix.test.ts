@@ -28,7 +28,12 @@ test('Postfix → agent: delivered sealed; 451 deferred then retried; 550 bounce
   await addUser(sb, 'paul@example.org', PW, 'secp521r1');
   const agent = await startAgent(sb);
   t.teardown(() => agent.kill());
-  const pf = await startPostfix({ lmtp: `127.0.0.1:${agent.port}`, domains: ['example.org'], mailboxes: ['paul@example.org', 'ghost@example.org'] });
+  // Long retry timers: the deferred message must stay deferred until the test flushes the queue
+  // (with 1 s timers a loaded machine may already be retrying it when the queue is read).
+  const pf = await startPostfix({
+    lmtp: `127.0.0.1:${agent.port}`, domains: ['example.org'], mailboxes: ['paul@example.org', 'ghost@example.org'],
+    retry: { queueRunDelay: 300, minimalBackoff: 300, maximalBackoff: 600 },
+  });
   t.teardown(() => pf.stop());
   const home = homeOf(sb.maildir, 'paul@example.org');
 

@@ -6,13 +6,14 @@
 //
 // Mail homes must be owned by the mail uid (vmailIds(), chownTree()). Needs root.
 
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestFn } from 'ava';
+import { freePorts, startDaemon, waitGreeting } from '../../src/bench/daemon.ts';
+import { alive } from '../../src/bench/proc.ts';
 
 export interface DovecotUser {
   login: string;
@@ -188,39 +189,6 @@ export async function chownTree(dir: string, uid: number, gid: number): Promise<
 // ---------------------------------------------------------------------------------------------
 // Ports, processes
 
-/** Ports the OS hands out for listen(0), all distinct; freed again before returning. */
-async function freePorts(n: number): Promise<number[]> {
-  const servers: net.Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = net.createServer();
-      servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.listen(0, '127.0.0.1', () => resolve());
-      });
-    }
-    return servers.map((s) => (s.address() as net.AddressInfo).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // Daemonised Dovecot is reparented to pid 1, which may not reap it: a zombie counts as dead.
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function run(cmd: string, args: string[]): Promise<DoveadmResult> {
@@ -239,53 +207,6 @@ function run(cmd: string, args: string[]): Promise<DoveadmResult> {
       resolve({ stdout, stderr, code });
     });
   });
-}
-
-/**
- * `dovecot -c CONF`: the master daemonises but keeps the stderr it was given, so a pipe would
- * never close (execFile would wait forever). Its stderr goes to a file; we wait for the exit
- * of the process we started.
- */
-function startMaster(configPath: string, errFile: string): Promise<DoveadmResult> {
-  return new Promise((resolve) => {
-    const fd = fs.openSync(errFile, 'w');
-    const child = spawn('dovecot', ['-c', configPath], { stdio: ['ignore', 'ignore', fd] });
-    fs.closeSync(fd);
-    const read = () => fs.readFileSync(errFile, 'utf8');
-    child.on('error', (e) => resolve({ stdout: '', stderr: e.message, code: 127 }));
-    child.on('exit', (code, signal) => resolve({ stdout: '', stderr: read(), code: code ?? 128 + (signal ? os.constants.signals[signal] : 0) }));
-  });
-}
-
-/** Resolve once `port` accepts a connection and sends a line starting with `expect`. */
-async function waitGreeting(port: number, expect: string, deadline: number): Promise<void> {
-  let last = '';
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const sock = net.connect(port, '127.0.0.1');
-      let buf = '';
-      const done = (v: boolean) => {
-        sock.destroy();
-        resolve(v);
-      };
-      sock.setTimeout(2000, () => done(false));
-      sock.on('error', (e) => {
-        last = e.message;
-        done(false);
-      });
-      sock.on('data', (d) => {
-        buf += d.toString('latin1');
-        if (buf.includes('\n')) {
-          last = buf.trim();
-          done(buf.startsWith(expect));
-        }
-      });
-      sock.on('close', () => done(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`port ${port} never greeted with "${expect}" (last: ${last})`);
 }
 
 // Instances still running when this process exits get a SIGTERM (safety net for crashes; tests
@@ -516,7 +437,7 @@ userdb {
         include: opts.include === undefined ? '' : path.resolve(opts.include),
       }),
     );
-    const r = await startMaster(configPath, path.join(dir, 'start.err')); // daemonises
+    const r = { stdout: '', ...(await startDaemon('dovecot', ['-c', configPath], path.join(dir, 'start.err'))) }; // daemonises
     if (r.code !== 0) {
       lastErr = `dovecot -c exited ${r.code}: ${r.stderr.trim()}\n${tail(await readLog(logPath))}`;
       if (/Address already in use/i.test(lastErr)) continue;
