@@ -222,7 +222,8 @@ export async function runChange(db: Db, address: string, home: string, change: C
   if (row) {
     // Apply only what the dict really holds (a lock can be broken as stale under a slow writer).
     const { dict } = await readDict(dictFile(home));
-    if (judge(row, dict, inboxGuid) !== 'new') {
+    const settledByOther = () => !db.prepare('SELECT 1 FROM pending WHERE address = ? AND token = ?').get(address, token);
+    if (judge(row, dict, inboxGuid) !== 'new' && !settledByOther()) {
       throw Object.assign(new MailsealError('locked', `the ${change.kind} of ${address} did not reach the dict; nothing was applied`), {
         hint: `"mailseal user repair ${address}" settles it`,
       });
