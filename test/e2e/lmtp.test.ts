@@ -15,6 +15,7 @@ import { activePublicKey, putKey } from '../../src/store/keyring.ts';
 import { DICT_NAME } from '../../src/store/folderkeys.ts';
 import { addUser, type Agent, type Sandbox, sandbox, startAgent, swaksLmtp } from '../helpers/agent.ts';
 import { LmtpClient, lmtpSend } from '../helpers/lmtp.ts';
+import { swaks as swaksRun } from '../helpers/swaks.ts';
 import { afterTrace, files, grepTree, homeOf, lf, readMailbox } from '../helpers/mailbox.ts';
 
 const PW = { alice: 'first-secret-pw-1', bob: 'second-secret-pw-22', carol: 'third-secret-pw-333' };
@@ -106,6 +107,17 @@ test.serial('8-bit, dot-stuffed lines and bare LF arrive byte-exact', async (t) 
   t.is(data[0]!.code, 250, data[0]!.text);
   const m = (await readMailbox(homeOf(sb.maildir, 'alice@example.org'), PW.alice)).find((s) => s.plain.includes(tok))!;
   t.true(afterTrace(m.plain).equals(lf(original)));
+
+  // The same bytes from swaks (sent as given with --no-data-fixup, bare LF kept), to two users.
+  const tok2 = token();
+  const viaSwaks = Buffer.concat([Buffer.from(`From: <sender@example.net>\r\nSubject: 8bit swaks ${tok2}\r\n`), original.subarray(original.indexOf('Content-Type'))]);
+  const r = await swaksRun({ server: '127.0.0.1', port: agent.port, protocol: 'LMTP', from: 'sender@example.net', to: ['alice@example.org', 'bob@example.org'], data: viaSwaks, bareLf: true });
+  t.deepEqual(r.final.map((x) => x.code), [250, 250], r.stdout);
+  for (const [who, pw] of [['alice', PW.alice], ['bob', PW.bob]] as const) {
+    const got = (await readMailbox(homeOf(sb.maildir, `${who}@example.org`), pw)).find((s) => s.plain.includes(tok2));
+    t.truthy(got, `${who} got the swaks copy`);
+    t.true(afterTrace(got!.plain).equals(lf(viaSwaks)), `${who}: byte-exact`);
+  }
 });
 
 test.serial('SMTPUTF8: internationalised addresses in the envelope', async (t) => {
