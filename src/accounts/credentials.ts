@@ -15,7 +15,7 @@ import { activeId, activePublicKey, keyPaths, listKeys, putKey } from '../store/
 import { audit, type Db, findUser, type UserRow } from './db.ts';
 import { dictFile, inboxGuidOf, runChange, scrubWal, settle } from './journal.ts';
 import { hashPassword, weakPassword } from './password.ts';
-import { type Escrow, newRecoveryCode, openEscrow, sealEscrow } from './recovery.ts';
+import { newRecoveryCode, openEscrow, readEscrow, sealEscrow, storeEscrow } from './recovery.ts';
 
 /** The user row; settles an interrupted change first. @throws no-user */
 export async function loadUser(db: Db, address: string): Promise<UserRow> {
@@ -102,13 +102,6 @@ export async function changePassword(db: Db, address: string, oldPassword: strin
       return { keyId: active.id, privateString, detail: `${all.length} user key(s) re-wrapped` };
     },
   });
-}
-
-function readEscrow(db: Db, address: string): Escrow {
-  const r = db.prepare('SELECT key_id, kdf, salt, nonce, box FROM recovery WHERE address = ?').get(address) as
-    { key_id: string; kdf: string; salt: Buffer; nonce: Buffer; box: Buffer } | undefined;
-  if (!r) throw new MailsealError('no-key', `${address} has no recovery escrow`);
-  return { keyId: r.key_id, kdf: r.kdf, salt: r.salt, nonce: r.nonce, box: r.box };
 }
 
 /**
@@ -245,8 +238,7 @@ export async function renewRecoveryCode(db: Db, address: string, password: strin
   db.transaction(() => {
     const now = findUser(db, address)?.key_id;
     if (now !== e.keyId) throw new MailsealError('locked', 'the user key changed meanwhile; run the command again');
-    db.prepare('INSERT OR REPLACE INTO recovery (address, key_id, kdf, salt, nonce, box) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(address, e.keyId, e.kdf, e.salt, e.nonce, e.box);
+    storeEscrow(db, address, e);
     audit(db, address, 'recovery-code', `new recovery code for user key ${e.keyId}`);
   }).immediate();
   scrubWal(db);

@@ -22,7 +22,7 @@ import { readDict, updateDict } from '../store/dictfile.ts';
 import { DICT_NAME } from '../store/folderkeys.ts';
 import { activeId, keyPaths } from '../store/keyring.ts';
 import { audit, type Db } from './db.ts';
-import type { Escrow } from './recovery.ts';
+import { type Escrow, storeEscrow } from './recovery.ts';
 
 export type ChangeKind = 'passwd' | 'recover' | 'reset' | 'rotate';
 
@@ -106,8 +106,7 @@ function apply(db: Db, row: PendingRow): void {
     db.prepare("UPDATE users SET key_id = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE address = ?")
       .run(row.key_id, row.address);
     if (row.escrow_box !== null) {
-      db.prepare('INSERT OR REPLACE INTO recovery (address, key_id, kdf, salt, nonce, box) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(row.address, row.key_id, row.escrow_kdf, row.escrow_salt, row.escrow_nonce, row.escrow_box);
+      storeEscrow(db, row.address, { keyId: row.key_id, kdf: row.escrow_kdf!, salt: row.escrow_salt!, nonce: row.escrow_nonce!, box: row.escrow_box });
     }
     db.prepare('DELETE FROM pending WHERE address = ? AND token = ?').run(row.address, row.token);
   }).immediate();

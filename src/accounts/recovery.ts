@@ -12,6 +12,7 @@
 import crypto from 'node:crypto';
 import sodium from 'libsodium-wrappers-sumo';
 import { MailsealError } from '../errors.ts';
+import type { Db } from './db.ts';
 import type { EcPrivateKey } from '../mailcrypt/keys.ts';
 import { formatPrivateKey, openPrivateKey } from '../mailcrypt/keystring.ts';
 
@@ -125,4 +126,18 @@ export async function openEscrow(address: string, escrow: Escrow, code: string):
   const key = await openPrivateKey(text.slice(nl + 1), { none: true });
   if (key.id !== escrow.keyId) throw new MailsealError('bad-format', 'recovery escrow: holds another key than recorded');
   return key;
+}
+
+/** Store (or replace) the escrow row of `address`; the caller holds the transaction. */
+export function storeEscrow(db: Db, address: string, e: Escrow): void {
+  db.prepare('INSERT OR REPLACE INTO recovery (address, key_id, kdf, salt, nonce, box) VALUES (?, ?, ?, ?, ?, ?)')
+    .run(address, e.keyId, e.kdf, e.salt, e.nonce, e.box);
+}
+
+/** The escrow row of `address`. @throws MailsealError no-key if there is none */
+export function readEscrow(db: Db, address: string): Escrow {
+  const r = db.prepare('SELECT key_id, kdf, salt, nonce, box FROM recovery WHERE address = ?').get(address) as
+    { key_id: string; kdf: string; salt: Buffer; nonce: Buffer; box: Buffer } | undefined;
+  if (!r) throw new MailsealError('no-key', `${address} has no recovery escrow`);
+  return { keyId: r.key_id, kdf: r.kdf, salt: r.salt, nonce: r.nonce, box: r.box };
 }

@@ -17,7 +17,7 @@ import { DICT_NAME } from '../store/folderkeys.ts';
 import { activeId, putKey } from '../store/keyring.ts';
 import { audit, type Db, findUser } from './db.ts';
 import { hashPassword, weakPassword } from './password.ts';
-import { newRecoveryCode, sealEscrow } from './recovery.ts';
+import { newRecoveryCode, sealEscrow, storeEscrow } from './recovery.ts';
 
 export interface AddUser {
   address: string;
@@ -98,8 +98,7 @@ export async function addUser(db: Db, mailRoot: string, req: AddUser): Promise<A
     db.prepare('INSERT OR IGNORE INTO domains (name) VALUES (?)').run(domain);
     db.prepare('INSERT INTO users (address, domain, password, home, curve, key_id) VALUES (?, ?, ?, ?, ?, ?)')
       .run(address, domain, hash, home, curve.name, userKey.id);
-    db.prepare('INSERT INTO recovery (address, key_id, kdf, salt, nonce, box) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(address, escrow.keyId, escrow.kdf, escrow.salt, escrow.nonce, escrow.box);
+    storeEscrow(db, address, escrow);
     audit(db, address, 'user-add', `user key ${userKey.id} ${curve.name}, INBOX key ${folderKey.id}`);
   }).immediate();
   return { address, home, userKeyId: userKey.id, folderKeyId: folderKey.id, recoveryCode };

@@ -15,6 +15,7 @@ import { readDict } from '../store/dictfile.ts';
 import { keyPaths, listKeys } from '../store/keyring.ts';
 import { globals, passwordStdinOption, showCode } from './common.ts';
 import { askSecret, type SecretOptions } from './prompt.ts';
+import { table } from './table.ts';
 
 /** Mailbox GUID → folder name, from the uidlists of INBOX and the Maildir++ folders. */
 async function folderNames(maildir: string): Promise<Map<string, string>> {
@@ -37,11 +38,8 @@ interface KeyRow {
   locked: string;
 }
 
-function table(rows: KeyRow[]): string {
-  const head = ['SCOPE', 'FOLDER', 'KEY ID', 'ACTIVE', 'PRIVATE KEY LOCKED BY'];
-  const body = rows.map((r) => [r.scope, r.folder, r.id, r.active ? 'yes' : '', r.locked]);
-  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  return [head, ...body].map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+function keyTable(rows: KeyRow[]): string {
+  return table(['SCOPE', 'FOLDER', 'KEY ID', 'ACTIVE', 'PRIVATE KEY LOCKED BY'], rows.map((r) => [r.scope, r.folder, r.id, r.active ? 'yes' : '', r.locked]));
 }
 
 export function registerKey(program: Command): void {
@@ -68,7 +66,7 @@ export function registerKey(program: Command): void {
           }
           return { scope: k.scope, folder: k.scope === 'user' ? '-' : names.get(k.guid) ?? k.guid, id: k.id, active: k.active, locked };
         });
-        process.stdout.write(o.json ? JSON.stringify(rows) + '\n' : table(rows));
+        process.stdout.write(o.json ? JSON.stringify(rows) + '\n' : keyTable(rows));
       } finally {
         db.close();
       }

@@ -11,6 +11,7 @@ import { DEFAULTS } from '../config.ts';
 import { MailsealError } from '../errors.ts';
 import { globals, passwordStdinOption, showCode } from './common.ts';
 import { askSecret, type SecretOptions } from './prompt.ts';
+import { table } from './table.ts';
 
 function ownerOf(name: string | undefined): { uid: number; gid: number } | undefined {
   if (!name) return undefined;
@@ -32,11 +33,9 @@ interface Row {
   created_at: string;
 }
 
-function table(rows: Row[]): string {
-  const head = ['ADDRESS', 'CURVE', 'USER KEY', 'ENABLED', 'CREATED'];
-  const body = rows.map((r) => [r.address, r.curve, (r.key_id ?? '-').slice(0, 16), r.enabled ? 'yes' : 'no', r.created_at]);
-  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  return [head, ...body].map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+function userTable(rows: Row[]): string {
+  return table(['ADDRESS', 'CURVE', 'USER KEY', 'ENABLED', 'CREATED'],
+    rows.map((r) => [r.address, r.curve, (r.key_id ?? '-').slice(0, 16), r.enabled ? 'yes' : 'no', r.created_at]));
 }
 
 async function withDb(cmd: Command, f: (db: Db) => Promise<void>): Promise<void> {
@@ -191,7 +190,7 @@ export function registerUser(program: Command): void {
         }
         const list = address ? [normalizeAddress(address)]
           : (db.prepare('SELECT address FROM pending ORDER BY address').all() as { address: string }[]).map((r) => r.address);
-        let failed: MailsealError | null = null;
+        let failed = false;
         for (const a of list) {
           const u = findUser(db, a);
           if (!u) throw new MailsealError('no-user', `no such user: ${a}`);
@@ -199,7 +198,7 @@ export function registerUser(program: Command): void {
           const r = await settle(db, a, u.home).catch((err: unknown) => {
             if (!(err instanceof MailsealError) || list.length === 1) throw err;
             process.stderr.write(`mailseal: error: ${a}: ${err.message}\n`);
-            failed = err;
+            failed = true;
             return 'failed' as const;
           });
           if (r === 'failed') continue;
@@ -218,7 +217,7 @@ export function registerUser(program: Command): void {
       const db = openDb(globals(cmd).db);
       try {
         const rows = db.prepare('SELECT address, curve, key_id, enabled, home, created_at FROM users ORDER BY address').all() as Row[];
-        process.stdout.write(o.json ? JSON.stringify(rows) + '\n' : table(rows));
+        process.stdout.write(o.json ? JSON.stringify(rows) + '\n' : userTable(rows));
       } finally {
         db.close();
       }

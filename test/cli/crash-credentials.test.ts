@@ -8,7 +8,7 @@ import test from 'ava';
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import { openEscrow } from '../../src/accounts/recovery.ts';
+import { openEscrow, readEscrow } from '../../src/accounts/recovery.ts';
 import { cli, type Sandbox, sandbox, startAgent } from '../helpers/agent.ts';
 import { codeIn, deliver, row, tokensRead, verifies } from '../helpers/accounts.ts';
 import { homeOf } from '../helpers/mailbox.ts';
@@ -19,11 +19,10 @@ const ADDR = 'carol@example.org';
 
 async function escrowOpens(sb: Sandbox, code: string): Promise<boolean> {
   const db = new Database(sb.db, { readonly: true });
-  const r = db.prepare('SELECT key_id, kdf, salt, nonce, box FROM recovery WHERE address = ?').get(ADDR) as
-    { key_id: string; kdf: string; salt: Buffer; nonce: Buffer; box: Buffer };
+  const escrow = readEscrow(db, ADDR);
   db.close();
   try {
-    await openEscrow(ADDR, { keyId: r.key_id, kdf: r.kdf, salt: r.salt, nonce: r.nonce, box: r.box }, code);
+    await openEscrow(ADDR, escrow, code);
     return true;
   } catch {
     return false;
