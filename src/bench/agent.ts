@@ -27,7 +27,7 @@ export interface RunningAgent {
   pid: number;
   port: number;
   /** Which EC implementation the agent reported at startup. */
-  ec: string;
+  sealing: string;
   /** SIGTERM (graceful: it finishes transactions, writes profiles), SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<number | null>;
 }
@@ -66,9 +66,9 @@ export async function startAgent(o: AgentOptions): Promise<RunningAgent> {
     const log = fs.readFileSync(o.logFile, 'utf8');
     for (const line of log.split('\n')) {
       if (!line.includes('"mailseal serving LMTP"')) continue;
-      const ev = JSON.parse(line) as { listen: string[]; ec: string };
+      const ev = JSON.parse(line) as { listen: string[]; sealing: string };
       const listen = ev.listen[0]!;
-      return { pid, port: Number(listen.slice(listen.lastIndexOf(':') + 1)), ec: ev.ec, stop };
+      return { pid, port: Number(listen.slice(listen.lastIndexOf(':') + 1)), sealing: ev.sealing, stop };
     }
     await sleep(50);
   }

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { type EcPublicKey, generateKey, publicOnly } from '../mailcrypt/keys.ts';
-import { nativeEcdh } from '../mailcrypt/native.ts';
+import { nativeSeal } from '../mailcrypt/native.ts';
 import { makeSealParams, Sealer } from '../mailcrypt/seal.ts';
 
 const { curve, ops, seconds } = workerData as { curve: string; ops: number; seconds: number };
@@ -27,7 +27,7 @@ while (n < ops && performance.now() - t0 < seconds * 1000) {
 const wall = performance.now() - t0;
 const cpu = process.cpuUsage(cpu0);
 parentPort!.postMessage({
-  library: nativeEcdh()?.library ?? 'node:crypto',
+  library: nativeSeal()?.description ?? 'node:crypto',
   n,
   cpuMs: (cpu.user + cpu.system) / 1000 / n,
   wallMs: wall / n,

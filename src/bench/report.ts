@@ -73,7 +73,7 @@ export function renderReport(rep: BenchReport, runs: number): string {
   out.push(`mailseal bench, ${rep.started}`);
   out.push(`  machine  ${m.cpu}, ${m.cores} cores, ${m.kernel}`);
   out.push(`  node     ${m.node} (bundled OpenSSL ${m.openssl}); system ${m.systemOpenssl ?? 'openssl not found'}`);
-  out.push(`  agent    EC via ${rep.agent.ec}${rep.agent.nodeArgs.length ? ` (node ${rep.agent.nodeArgs.join(' ')})` : ''}`);
+  out.push(`  agent    sealing: ${rep.agent.sealing}${rep.agent.nodeArgs.length ? ` (node ${rep.agent.nodeArgs.join(' ')})` : ''}`);
   out.push('dovecot' in rep && 'version' in rep.dovecot
     ? `  Dovecot  ${rep.dovecot.version}: LMTP + mail_crypt (save_version 2), mail_fsync=optimized, SQLite userdb, same users and keys`
     : `  Dovecot  skipped: ${(rep.dovecot as { skipped: string }).skipped}`);

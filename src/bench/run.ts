@@ -75,7 +75,7 @@ export interface BenchReport {
   machine: MachineInfo;
   /** The temp dirs (removed afterwards unless kept). */
   dirs: { root: string; maildir: string; dovecot: string | null; kept: boolean };
-  agent: { pid: number; ec: string; nodeArgs: string[] };
+  agent: { pid: number; sealing: string; nodeArgs: string[] };
   dovecot: { version: string; pid: number; port: number; pids: number[] } | { skipped: string };
   disk: DiskCeiling[];
   crypto: CryptoCost[];
@@ -299,7 +299,7 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
     finished: new Date().toISOString(),
     machine: machineInfo(root, dvAvail.version),
     dirs: { root, maildir, dovecot: dvDir, kept: o.keep },
-    agent: { pid: agent.pid, ec: agent.ec, nodeArgs },
+    agent: { pid: agent.pid, sealing: agent.sealing, nodeArgs },
     dovecot: dovecot ? { version: dvAvail.version!, pid: dovecot.pid, port: dovecot.port, pids: dvPidList } : { skipped: dvAvail.ok ? 'not root' : dvAvail.reason! },
     disk,
     crypto,

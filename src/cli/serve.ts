@@ -12,7 +12,9 @@ import { createLogger } from '../log.ts';
 import { sweepTmp } from '../maildir/sweep.ts';
 import { FolderKeys } from '../store/folderkeys.ts';
 import { SealPool } from '../mailcrypt/pool.ts';
-import { nativeEcdh } from '../mailcrypt/native.ts';
+import type { EcPublicKey } from '../mailcrypt/keys.ts';
+import { nativeSeal, nativeStatus } from '../mailcrypt/native.ts';
+import { makeSealParams } from '../mailcrypt/seal.ts';
 import { globals } from './common.ts';
 
 interface ServeOptions {
@@ -64,14 +66,19 @@ export function registerServe(program: Command): void {
       const swept = await sweepTmp(g.maildir);
       if (swept > 0) logger.info({ swept }, 'removed stale files from tmp/');
 
-      const pool = new SealPool(undefined, (slot, delayMs) => logger.error({ slot, delayMs }, 'seal worker exited; replacing it'));
-      // Load the workers before listening (and before dropping privileges): an agent that cannot
-      // seal must not claim to serve.
-      await pool.ready().catch(async (err) => {
-        await pool.close();
-        throw new MailsealError('internal', `cannot start the sealing workers (${(err as Error).message}); is TMPDIR writable?`);
-      });
-      const l = createLmtpServer({ resolve, logger, maxSize, seal: (to) => pool.seal(to) });
+      // The native addon seals on libuv's threadpool; without it, node:crypto in worker threads.
+      let pool: SealPool | null = null;
+      if (!nativeSeal()) {
+        pool = new SealPool(undefined, (slot, delayMs) => logger.error({ slot, delayMs }, 'seal worker exited; replacing it'));
+        // Load the workers before listening (and before dropping privileges): an agent that
+        // cannot seal must not claim to serve.
+        await pool.ready().catch(async (err) => {
+          await pool!.close();
+          throw new MailsealError('internal', `cannot start the sealing workers (${(err as Error).message}); is TMPDIR writable?`);
+        });
+      }
+      const seal = pool ? (to: EcPublicKey) => pool!.seal(to) : (to: EcPublicKey) => makeSealParams(to);
+      const l = createLmtpServer({ resolve, logger, maxSize, seal });
       const where: string[] = [];
       if (o.listen) {
         const { host, port } = parseListen(o.listen);
@@ -91,13 +98,13 @@ export function registerServe(program: Command): void {
       } else if (asRoot) {
         logger.warn('running as root: give --user vmail (the owner of the mail store) to drop privileges');
       }
-      const ec = nativeEcdh()?.library ?? 'node:crypto (slower for P-521: libcrypto.so.3 not loadable)';
-      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, ec }, 'mailseal serving LMTP');
+      const sealing = nativeStatus();
+      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, sealing }, 'mailseal serving LMTP');
 
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down: finishing transactions in flight');
         l.close(DEFAULTS.shutdownGrace * 1000).then(async () => {
-          await pool.close();
+          await pool?.close();
           db.close();
           logger.info('stopped');
           logger.flush();

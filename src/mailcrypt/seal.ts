@@ -7,7 +7,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { encodeHeader, KD_LENGTH } from './format.ts';
 import { checkHash, pbkdf2 } from './kdf.ts';
 import { type EcPublicKey, ecdh, generateKey } from './keys.ts';
-import { nativeEcdh } from './native.ts';
+import { nativeSeal } from './native.ts';
 
 const ROUNDS = 2048;
 
@@ -18,26 +18,27 @@ export interface SealParams {
   kd: Buffer;
 }
 
-/** An ephemeral key pair on the recipient's curve: its point, and the ECDH secret with `to`. */
-async function ephemeral(to: EcPublicKey): Promise<{ point: Buffer; secret: Buffer }> {
-  const native = nativeEcdh();
-  if (native) return native.ephemeral(to.curve, to.point);
+/** The node:crypto path: EC in node's OpenSSL, PBKDF2 on the threadpool, the chain in TypeScript. */
+async function wrapPortable(to: EcPublicKey, kd: Buffer): Promise<{ point: Buffer; t: Buffer; check: Buffer }> {
   const eph = await generateKey(to.curve);
-  return { point: eph.point, secret: ecdh(eph, to) };
+  const secret = ecdh(eph, to);
+  const t = await pbkdf2(secret, eph.point, ROUNDS, 48).finally(() => secret.fill(0));
+  return { point: eph.point, t, check: checkHash(kd, ROUNDS) };
 }
 
 /**
- * Make a message key and its header, encrypted to `to` (the folder's active public key).
- * PBKDF2 runs on libuv's threadpool; the EC work uses the system libcrypto where available.
+ * Make a message key and its header, encrypted to `to` (the folder's active public key). The
+ * native addon does the EC work, PBKDF2 and the check hash in one call on libuv's threadpool;
+ * without it, node:crypto (`portable`, or MAILSEAL_NATIVE=0) does.
  */
-export async function makeSealParams(to: EcPublicKey): Promise<SealParams> {
+export async function makeSealParams(to: EcPublicKey, portable = false): Promise<SealParams> {
   const kd = crypto.randomBytes(KD_LENGTH);
-  const { point, secret } = await ephemeral(to);
-  const t = await pbkdf2(secret, point, ROUNDS, 48).finally(() => secret.fill(0));
+  const native = portable ? null : nativeSeal();
+  const { point, t, check } = native ? await native.wrap(to.curve, to.point, kd, ROUNDS) : await wrapPortable(to, kd);
   try {
     const cbc = crypto.createCipheriv('aes-256-cbc', t.subarray(0, 32), t.subarray(32, 48));
     const encryptedKey = Buffer.concat([cbc.update(kd), cbc.final()]);
-    const header = encodeHeader({ keyId: to.id, ephemeral: point, encryptedKey, checkHash: checkHash(kd, ROUNDS) }, ROUNDS);
+    const header = encodeHeader({ keyId: to.id, ephemeral: point, encryptedKey, checkHash: check }, ROUNDS);
     return { header, kd };
   } finally {
     t.fill(0);

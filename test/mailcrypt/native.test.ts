@@ -1,46 +1,103 @@
-// The system-libcrypto path agrees with node:crypto on every curve (points on the curve, the same
-// ECDH x-coordinate, including secrets with leading zero bytes), refuses bad points, and is
-// present on these machines (CI must exercise it, not the fallback).
+// The native addon (src/native) agrees with node:crypto: PBKDF2-HMAC-SHA256 for every length
+// class of password (HMAC hashes keys over 64 bytes), salt and output; the check-hash chain; and
+// the whole wrap on every curve — the ephemeral point is on the curve, t is PBKDF2 of the ECDH
+// secret (secrets with leading zero bytes included), the check hash is the chain over SHA-256(kd).
+// Both SHA-256 compressions (SHA-NI and portable C) are checked. The addon must be present on
+// these machines: CI exercises it, not the fallback.
 
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { MailsealError } from '../../src/errors.ts';
 import { CURVES } from '../../src/mailcrypt/curves.ts';
+import { checkHash } from '../../src/mailcrypt/kdf.ts';
 import { ecdh, generateKey, publicKeyFromPoint } from '../../src/mailcrypt/keys.ts';
-import { nativeEcdh } from '../../src/mailcrypt/native.ts';
+import { nativeAddon, nativeSeal, nativeStatus } from '../../src/mailcrypt/native.ts';
+import { sha256Chain } from '../../src/mailcrypt/sha256chain.ts';
+import { REPO } from '../helpers/vectors.ts';
 
-test('libcrypto.so.3 is loaded', (t) => {
-  t.truthy(nativeEcdh(), 'koffi + libcrypto.so.3 available');
+test('the addon is built and the system libcrypto is loaded', (t) => {
+  t.truthy(nativeAddon(), nativeStatus());
+  t.truthy(nativeSeal(), nativeStatus());
+  t.log(nativeStatus());
+});
+
+/** PBKDF2 and chain through the addon, compared with node:crypto, in this process's compression. */
+function checkKdfs(addon: NonNullable<ReturnType<typeof nativeAddon>>): string[] {
+  const bad: string[] = [];
+  for (const pl of [0, 1, 32, 55, 63, 64, 65, 66, 133]) {
+    for (const sl of [0, 1, 55, 56, 59, 60, 64, 119, 133, 700]) {
+      for (const len of [1, 32, 33, 48, 64, 65]) {
+        const pw = crypto.randomBytes(pl);
+        const salt = crypto.randomBytes(sl);
+        const rounds = 1 + (pl % 3);
+        if (!addon.pbkdf2(pw, salt, rounds, len).equals(crypto.pbkdf2Sync(pw, salt, rounds, len, 'sha256'))) {
+          bad.push(`pbkdf2 pw=${pl} salt=${sl} len=${len}`);
+        }
+      }
+    }
+  }
+  const pw = crypto.randomBytes(66);
+  const salt = crypto.randomBytes(133);
+  if (!addon.pbkdf2(pw, salt, 2048, 48).equals(crypto.pbkdf2Sync(pw, salt, 2048, 48, 'sha256'))) bad.push('pbkdf2 2048');
+  for (const rounds of [1, 2, 2048]) {
+    const h0 = crypto.randomBytes(32);
+    if (!addon.chain(h0, rounds).equals(sha256Chain(h0, rounds))) bad.push(`chain ${rounds}`);
+  }
+  return bad;
+}
+
+test('PBKDF2-HMAC-SHA256 and the chain equal node:crypto / the TypeScript chain', (t) => {
+  const addon = nativeAddon()!;
+  t.deepEqual(checkKdfs(addon), []);
+  t.log(`compression: ${addon.sha256}`);
+});
+
+test('the same with the portable C compression (MAILSEAL_SHA256=portable)', (t) => {
+  const script = `
+    const { nativeAddon } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/native.ts`)});
+    const a = nativeAddon();
+    const crypto = await import('node:crypto');
+    const { sha256Chain } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/sha256chain.ts`)});
+    const pw = crypto.randomBytes(66), salt = crypto.randomBytes(133), h0 = crypto.randomBytes(32);
+    console.log(a.sha256, a.pbkdf2(pw, salt, 2048, 48).equals(crypto.pbkdf2Sync(pw, salt, 2048, 48, 'sha256')),
+      a.chain(h0, 2048).equals(sha256Chain(h0, 2048)));`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    cwd: REPO, env: { ...process.env, MAILSEAL_SHA256: 'portable' }, encoding: 'utf8',
+  });
+  t.is(out.trim(), 'portable true true');
 });
 
 for (const curve of CURVES) {
-  test(`${curve.name}: native ephemeral ECDH equals node:crypto's (300 keys)`, async (t) => {
-    const native = nativeEcdh()!;
+  test(`${curve.name}: native wrap equals node:crypto's derivation (200 keys)`, async (t) => {
+    const native = nativeSeal()!;
     const peer = await generateKey(curve);
     let leadingZero = 0;
-    for (let i = 0; i < 300; i++) {
-      const { point, secret } = native.ephemeral(curve, peer.point);
-      t.is(secret.length, curve.size);
-      if (secret[0] === 0) leadingZero++;
+    for (let i = 0; i < 200; i++) {
+      const kd = crypto.randomBytes(60);
+      const kdCopy = Buffer.from(kd);
+      const { point, t: key, check } = await native.wrap(curve, peer.point, kd, 2048);
+      t.true(kd.equals(kdCopy), 'the caller keeps its kd');
       const eph = publicKeyFromPoint(curve, point); // throws if not on the curve
-      if (!ecdh(peer, eph).equals(secret)) t.fail(`mismatch at ${i}`);
+      const secret = ecdh(peer, eph);
+      if (secret[0] === 0) leadingZero++;
+      if (!key.equals(crypto.pbkdf2Sync(secret, point, 2048, 48, 'sha256'))) t.fail(`t mismatch at ${i}`);
+      if (!check.equals(checkHash(kd, 2048))) t.fail(`check hash mismatch at ${i}`);
     }
     t.log(`${leadingZero} secrets with a leading zero byte`);
   });
 }
 
-test('a point not on the curve is refused', (t) => {
+test('a point not on the curve is refused as bad-format', async (t) => {
   const curve = CURVES[2]!;
   const bad = Buffer.concat([Buffer.from([4]), crypto.randomBytes(64)]);
-  const err = t.throws(() => nativeEcdh()!.ephemeral(curve, bad));
+  const err = await t.throwsAsync(nativeSeal()!.wrap(curve, bad, crypto.randomBytes(60), 2048));
   t.true(err instanceof MailsealError && err.code === 'bad-format');
 });
 
-test('with MAILSEAL_NATIVE=0 the node:crypto fallback seals messages that open', async (t) => {
-  const { execFileSync } = await import('node:child_process');
-  const { REPO } = await import('../helpers/vectors.ts');
+test('with MAILSEAL_NATIVE=0 the node:crypto fallback seals messages that open', (t) => {
   const script = `
-    const { nativeEcdh } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/native.ts`)});
+    const { nativeSeal } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/native.ts`)});
     const { generateKey } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/keys.ts`)});
     const { createSealStream } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/seal.ts`)});
     const { OpenStream } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/open.ts`)});
@@ -48,7 +105,7 @@ test('with MAILSEAL_NATIVE=0 the node:crypto fallback seals messages that open',
     const key = await generateKey('secp521r1');
     const sealed = await through(Buffer.from('fallback works'), await createSealStream(key));
     const opened = await through(sealed, new OpenStream(() => key));
-    console.log(nativeEcdh() === null, opened.toString());`;
+    console.log(nativeSeal() === null, opened.toString());`;
   const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
     cwd: REPO, env: { ...process.env, MAILSEAL_NATIVE: '0' }, encoding: 'utf8',
   });

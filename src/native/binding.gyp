@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "mailseal_native",
+      "sources": ["sha256.c", "seal.c"],
+      "cflags": ["-O3", "-fvisibility=hidden", "-Wall", "-Wextra"],
+      "libraries": ["-ldl"]
+    }
+  ]
+}

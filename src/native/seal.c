@@ -1,0 +1,304 @@
+/* mailseal's native key wrapping for mail_crypt v2 (spec §2.3; design.md "Where the CPU goes").
+ *
+ * seal(curve, peerPoint, kd, rounds) runs on libuv's threadpool and does all the fixed work of
+ * one message: an ephemeral EC key on the recipient's curve and ECDH with the folder key, through
+ * the system's libcrypto.so.3 (whose P-521 is ~9x faster than the OpenSSL inside node); then
+ * PBKDF2-HMAC-SHA256(secret, point) and the check-hash chain over SHA-256(kd), with our own
+ * SHA-256 (SHA-NI where the CPU has it). It resolves to [point, t, check]; the caller does the
+ * AES-256-CBC of kd under t and writes the header.
+ *
+ * libcrypto is opened with RTLD_DEEPBIND: the node binary exports its own OpenSSL symbols, and
+ * without deep binding those would serve libcrypto's internal calls (and be as slow as node's).
+ * When it cannot be opened, `ec` is null and the caller uses node:crypto instead.
+ *
+ * The ECDH secret and the derived key exist only in this call's memory and are wiped before
+ * the promise settles; the derived key t goes back to the caller, which wipes it after use. */
+
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <dlfcn.h>
+#include <pthread.h>
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sha256.h"
+
+/* ---- system libcrypto (only the EC functions; everything by dlsym) ------------------------ */
+
+typedef int (*OBJ_sn2nid_f)(const char *);
+typedef void *(*EC_KEY_new_by_curve_name_f)(int);
+typedef int (*EC_KEY_generate_key_f)(void *);
+typedef const void *(*EC_KEY_get0_group_f)(const void *);
+typedef const void *(*EC_KEY_get0_public_key_f)(const void *);
+typedef void (*EC_KEY_free_f)(void *);
+typedef void *(*EC_POINT_new_f)(const void *);
+typedef void (*EC_POINT_free_f)(void *);
+typedef size_t (*EC_POINT_point2oct_f)(const void *, const void *, int, unsigned char *, size_t, void *);
+typedef int (*EC_POINT_oct2point_f)(const void *, void *, const unsigned char *, size_t, void *);
+typedef int (*ECDH_compute_key_f)(void *, size_t, const void *, const void *, void *);
+
+static struct {
+  OBJ_sn2nid_f sn2nid;
+  EC_KEY_new_by_curve_name_f key_new;
+  EC_KEY_generate_key_f generate;
+  EC_KEY_get0_group_f group;
+  EC_KEY_get0_public_key_f pub;
+  EC_KEY_free_f key_free;
+  EC_POINT_new_f point_new;
+  EC_POINT_free_f point_free;
+  EC_POINT_point2oct_f point2oct;
+  EC_POINT_oct2point_f oct2point;
+  ECDH_compute_key_f ecdh;
+} ec;
+static const char *ec_library = NULL; /* set once loaded */
+static char ec_error[256] = "";
+
+static void load_libcrypto(void) {
+  void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  if (!h) {
+    snprintf(ec_error, sizeof ec_error, "%s", dlerror());
+    return;
+  }
+#define SYM(field, name)                                                  \
+  do {                                                                    \
+    *(void **)(&ec.field) = dlsym(h, name);                               \
+    if (!ec.field) {                                                      \
+      snprintf(ec_error, sizeof ec_error, "libcrypto.so.3 has no %s", name); \
+      return;                                                             \
+    }                                                                     \
+  } while (0)
+  SYM(sn2nid, "OBJ_sn2nid");
+  SYM(key_new, "EC_KEY_new_by_curve_name");
+  SYM(generate, "EC_KEY_generate_key");
+  SYM(group, "EC_KEY_get0_group");
+  SYM(pub, "EC_KEY_get0_public_key");
+  SYM(key_free, "EC_KEY_free");
+  SYM(point_new, "EC_POINT_new");
+  SYM(point_free, "EC_POINT_free");
+  SYM(point2oct, "EC_POINT_point2oct");
+  SYM(oct2point, "EC_POINT_oct2point");
+  SYM(ecdh, "ECDH_compute_key");
+#undef SYM
+  ec_library = "libcrypto.so.3 (system)";
+}
+
+static sha256_compress_fn compress;
+static const char *compress_name;
+
+/* ---- one seal ---------------------------------------------------------------------------- */
+
+#define MAX_FIELD 66            /* P-521 */
+#define MAX_POINT (1 + 2 * MAX_FIELD)
+#define KD_LEN 60
+#define T_LEN 48
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  /* in */
+  int nid;
+  size_t field; /* coordinate size of the curve */
+  unsigned char peer[MAX_POINT];
+  size_t peer_len;
+  unsigned char kd[KD_LEN];
+  uint32_t rounds;
+  /* out */
+  unsigned char point[MAX_POINT];
+  unsigned char t[T_LEN];
+  unsigned char check[32];
+  const char *error; /* static string */
+  int bad_point;
+} Job;
+
+static void seal_execute(napi_env env, void *data) {
+  (void)env;
+  Job *j = data;
+  unsigned char secret[MAX_FIELD];
+  void *key = ec.key_new(j->nid);
+  void *peer = NULL;
+  if (!key) { j->error = "libcrypto: unknown curve"; return; }
+  if (ec.generate(key) != 1) { j->error = "libcrypto: EC key generation failed"; goto out; }
+  const void *group = ec.group(key);
+  size_t plen = 1 + 2 * j->field;
+  if (ec.point2oct(group, ec.pub(key), 4 /* POINT_CONVERSION_UNCOMPRESSED */, j->point, plen, NULL) != plen) {
+    j->error = "libcrypto: cannot encode the ephemeral point";
+    goto out;
+  }
+  peer = ec.point_new(group);
+  if (!peer || ec.oct2point(group, peer, j->peer, j->peer_len, NULL) != 1) {
+    j->error = "invalid public key point";
+    j->bad_point = 1;
+    goto out;
+  }
+  if (ec.ecdh(secret, j->field, peer, key, NULL) != (int)j->field) {
+    j->error = "libcrypto: ECDH failed";
+    goto out;
+  }
+  pbkdf2_sha256(compress, secret, j->field, j->point, plen, j->rounds, j->t, T_LEN);
+  sha256(compress, j->kd, KD_LEN, j->check);
+  sha256_chain(compress, j->check, j->rounds);
+out:
+  wipe(secret, sizeof secret);
+  wipe(j->kd, KD_LEN);
+  if (peer) ec.point_free(peer);
+  ec.key_free(key);
+}
+
+static napi_value buffer_of(napi_env env, const unsigned char *p, size_t n) {
+  napi_value b;
+  void *dst;
+  if (napi_create_buffer_copy(env, n, p, &dst, &b) != napi_ok) return NULL;
+  return b;
+}
+
+static void seal_complete(napi_env env, napi_status status, void *data) {
+  Job *j = data;
+  if (status != napi_ok || j->error) {
+    napi_value msg, err, code;
+    napi_create_string_utf8(env, j->error ? j->error : "seal cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_create_string_utf8(env, j->bad_point ? "EBADPOINT" : "ESEAL", NAPI_AUTO_LENGTH, &code);
+    napi_set_named_property(env, err, "code", code);
+    napi_reject_deferred(env, j->deferred, err);
+  } else {
+    napi_value arr;
+    napi_create_array_with_length(env, 3, &arr);
+    napi_set_element(env, arr, 0, buffer_of(env, j->point, 1 + 2 * j->field));
+    napi_set_element(env, arr, 1, buffer_of(env, j->t, T_LEN));
+    napi_set_element(env, arr, 2, buffer_of(env, j->check, 32));
+    napi_resolve_deferred(env, j->deferred, arr);
+  }
+  napi_delete_async_work(env, j->work);
+  wipe(j, sizeof *j);
+  free(j);
+}
+
+static napi_value throw_type(napi_env env, const char *msg) {
+  napi_throw_type_error(env, NULL, msg);
+  return NULL;
+}
+
+/* Buffer contents of argument `v`, or NULL. */
+static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is;
+  if (napi_is_buffer(env, v, &is) != napi_ok || !is) return 0;
+  return napi_get_buffer_info(env, v, data, len) == napi_ok;
+}
+
+/* seal(curveName: string, fieldSize: number, peerPoint: Buffer, kd: Buffer(60), rounds): Promise */
+static napi_value js_seal(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 5) return throw_type(env, "seal(curve, field, point, kd, rounds)");
+  if (!ec_library) return throw_type(env, "libcrypto.so.3 is not loaded");
+  char curve[32];
+  size_t clen;
+  if (napi_get_value_string_utf8(env, argv[0], curve, sizeof curve, &clen) != napi_ok) return throw_type(env, "curve: string");
+  uint32_t field, rounds;
+  if (napi_get_value_uint32(env, argv[1], &field) != napi_ok || field == 0 || field > MAX_FIELD) return throw_type(env, "field size");
+  void *peer, *kd;
+  size_t peer_len, kd_len;
+  if (!get_buffer(env, argv[2], &peer, &peer_len) || peer_len == 0 || peer_len > MAX_POINT) return throw_type(env, "point: Buffer");
+  if (!get_buffer(env, argv[3], &kd, &kd_len) || kd_len != KD_LEN) return throw_type(env, "kd: Buffer of 60 bytes");
+  if (napi_get_value_uint32(env, argv[4], &rounds) != napi_ok || rounds == 0 || rounds > 1000000) return throw_type(env, "rounds");
+  int nid = ec.sn2nid(curve);
+  if (nid == 0) return throw_type(env, "unknown curve");
+
+  Job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  j->nid = nid;
+  j->field = field;
+  memcpy(j->peer, peer, peer_len);
+  j->peer_len = peer_len;
+  memcpy(j->kd, kd, KD_LEN);
+  j->rounds = rounds;
+
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "mailseal.seal", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, seal_execute, seal_complete, j, &j->work);
+  if (napi_queue_async_work(env, j->work) != napi_ok) {
+    napi_delete_async_work(env, j->work);
+    free(j);
+    napi_throw_error(env, NULL, "cannot queue the seal");
+    return NULL;
+  }
+  return promise;
+}
+
+/* pbkdf2(password, salt, rounds, length): Buffer — synchronous, for tests and the fallback path. */
+static napi_value js_pbkdf2(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *pw, *salt;
+  size_t pwlen, saltlen;
+  uint32_t rounds, len;
+  if (argc != 4 || !get_buffer(env, argv[0], &pw, &pwlen) || !get_buffer(env, argv[1], &salt, &saltlen) ||
+      napi_get_value_uint32(env, argv[2], &rounds) != napi_ok || napi_get_value_uint32(env, argv[3], &len) != napi_ok ||
+      rounds == 0 || len == 0 || len > 1024) {
+    return throw_type(env, "pbkdf2(password: Buffer, salt: Buffer, rounds, length ≤ 1024)");
+  }
+  napi_value out;
+  void *dst;
+  napi_create_buffer(env, len, &dst, &out);
+  pbkdf2_sha256(compress, pw, pwlen, salt, saltlen, rounds, dst, len);
+  return out;
+}
+
+/* chain(h0: Buffer(32), rounds): Buffer — synchronous. */
+static napi_value js_chain(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *h0;
+  size_t hlen;
+  uint32_t rounds;
+  if (argc != 2 || !get_buffer(env, argv[0], &h0, &hlen) || hlen != 32 || napi_get_value_uint32(env, argv[1], &rounds) != napi_ok) {
+    return throw_type(env, "chain(h0: Buffer of 32 bytes, rounds)");
+  }
+  napi_value out;
+  void *dst;
+  napi_create_buffer_copy(env, 32, h0, &dst, &out);
+  sha256_chain(compress, dst, rounds);
+  return out;
+}
+
+static napi_value str_or_null(napi_env env, const char *s) {
+  napi_value v;
+  if (s) napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  else napi_get_null(env, &v);
+  return v;
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void load_once(void) {
+  /* MAILSEAL_SHA256=portable: the plain C compression even where SHA-NI exists (for tests). */
+  const char *force = getenv("MAILSEAL_SHA256");
+  if (force && strcmp(force, "portable") == 0) compress = sha256_portable(&compress_name);
+  else compress = sha256_pick(&compress_name);
+  load_libcrypto();
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  pthread_once(&once, load_once);
+  napi_property_descriptor props[] = {
+    {"seal", NULL, js_seal, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"pbkdf2", NULL, js_pbkdf2, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"chain", NULL, js_chain, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, compress_name), napi_enumerable, NULL},
+    {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},
+    {"ecError", NULL, NULL, NULL, NULL, str_or_null(env, ec_library ? NULL : ec_error), napi_enumerable, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE_INIT() { return init(env, exports); }

@@ -1,0 +1,36 @@
+/* SHA-256 for the fixed-size work of mail_crypt v2 key wrapping (PBKDF2-HMAC-SHA256 and the
+ * 2048-step check-hash chain). One block compression, with the x86 SHA extensions when the CPU
+ * has them and portable C otherwise. */
+#ifndef MAILSEAL_SHA256_H
+#define MAILSEAL_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Compress one 64-byte block into state[8]. */
+typedef void (*sha256_compress_fn)(uint32_t state[8], const uint8_t block[64]);
+
+/* The fastest compression this CPU can run (chosen once); *name says which. */
+sha256_compress_fn sha256_pick(const char **name);
+
+/* The plain C compression. */
+sha256_compress_fn sha256_portable(const char **name);
+
+/* SHA-256 of data[len], continuing from `state` after `prefix` bytes already compressed. */
+void sha256_finish(sha256_compress_fn f, const uint32_t state[8], uint64_t prefix,
+                   const uint8_t *data, size_t len, uint8_t out[32]);
+
+/* SHA-256 from the standard IV. */
+void sha256(sha256_compress_fn f, const uint8_t *data, size_t len, uint8_t out[32]);
+
+/* PBKDF2-HMAC-SHA256. */
+void pbkdf2_sha256(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, const uint8_t *salt,
+                   size_t saltlen, uint32_t rounds, uint8_t *out, size_t outlen);
+
+/* Dovecot's check-hash chain: h = h0; for i = 1..rounds: h = SHA-256(h || u32be(i)). In place. */
+void sha256_chain(sha256_compress_fn f, uint8_t h[32], uint32_t rounds);
+
+/* Overwrite memory in a way the compiler keeps. */
+void wipe(void *p, size_t n);
+
+#endif
