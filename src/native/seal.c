@@ -84,8 +84,7 @@ static void load_libcrypto(void) {
   ec_library = "libcrypto.so.3 (system)";
 }
 
-static sha256_compress_fn compress;
-static const char *compress_name;
+static const Sha256 *sha;
 
 /* ---- one seal ---------------------------------------------------------------------------- */
 
@@ -136,9 +135,7 @@ static void seal_execute(napi_env env, void *data) {
     j->error = "libcrypto: ECDH failed";
     goto out;
   }
-  pbkdf2_sha256(compress, secret, j->field, j->point, plen, j->rounds, j->t, T_LEN);
-  sha256(compress, j->kd, KD_LEN, j->check);
-  sha256_chain(compress, j->check, j->rounds);
+  mailcrypt_kdf(sha, secret, j->field, j->point, plen, j->kd, KD_LEN, j->rounds, j->t, j->check);
 out:
   wipe(secret, sizeof secret);
   wipe(j->kd, KD_LEN);
@@ -248,7 +245,7 @@ static napi_value js_pbkdf2(napi_env env, napi_callback_info info) {
   napi_value out;
   void *dst;
   napi_create_buffer(env, len, &dst, &out);
-  pbkdf2_sha256(compress, pw, pwlen, salt, saltlen, rounds, dst, len);
+  pbkdf2_sha256(sha->one, pw, pwlen, salt, saltlen, rounds, dst, len);
   return out;
 }
 
@@ -266,7 +263,7 @@ static napi_value js_chain(napi_env env, napi_callback_info info) {
   napi_value out;
   void *dst;
   napi_create_buffer_copy(env, 32, h0, &dst, &out);
-  sha256_chain(compress, dst, rounds);
+  sha256_chain(sha->one, dst, rounds);
   return out;
 }
 
@@ -282,8 +279,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void load_once(void) {
   /* MAILSEAL_SHA256=portable: the plain C compression even where SHA-NI exists (for tests). */
   const char *force = getenv("MAILSEAL_SHA256");
-  if (force && strcmp(force, "portable") == 0) compress = sha256_portable(&compress_name);
-  else compress = sha256_pick(&compress_name);
+  sha = force && strcmp(force, "portable") == 0 ? &SHA256_PORTABLE : sha256_pick();
   load_libcrypto();
 }
 
@@ -293,7 +289,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"seal", NULL, js_seal, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pbkdf2", NULL, js_pbkdf2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"chain", NULL, js_chain, NULL, NULL, NULL, napi_enumerable, NULL},
-    {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, compress_name), napi_enumerable, NULL},
+    {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, sha->name), napi_enumerable, NULL},
     {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},
     {"ecError", NULL, NULL, NULL, NULL, str_or_null(env, ec_library ? NULL : ec_error), napi_enumerable, NULL},
   };

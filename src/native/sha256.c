@@ -58,41 +58,58 @@ static void compress_portable(uint32_t s[8], const uint8_t block[64]) {
 #include <immintrin.h>
 
 /* SHA-NI: four rounds per pair of sha256rnds2, the message schedule by sha256msg1/msg2 (the
- * layout of Intel's reference code: state kept as ABEF/CDGH). */
-__attribute__((target("sha,sse4.1,ssse3")))
-static void compress_shani(uint32_t s[8], const uint8_t block[64]) {
+ * layout of Intel's reference code: state kept as ABEF/CDGH). `n` independent blocks go through
+ * in lockstep: one chain of sha256rnds2 is bound by its latency, so two or three interleaved
+ * streams (PBKDF2's two output blocks and the check-hash chain) cost little more than one. */
+#define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+
+SHANI_TARGET __attribute__((always_inline))
+static inline void shani_n(uint32_t *const s[], const uint8_t *const b[], const int n) {
   const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-  __m128i tmp = _mm_loadu_si128((const __m128i *)&s[0]);
-  __m128i st1 = _mm_loadu_si128((const __m128i *)&s[4]);
-  tmp = _mm_shuffle_epi32(tmp, 0xB1);           /* CDAB */
-  st1 = _mm_shuffle_epi32(st1, 0x1B);           /* EFGH */
-  __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);   /* ABEF */
-  st1 = _mm_blend_epi16(st1, tmp, 0xF0);        /* CDGH */
-  const __m128i abef = st0, cdgh = st1;
-
-  __m128i w[4];
-  for (int g = 0; g < 16; g++) {
-    if (g < 4) {
-      w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * g)), MASK);
-    } else {
-      /* W_g = msg2(msg1(W_{g-4}, W_{g-3}) + (W_{g-2}[1..3], W_{g-1}[0]), W_{g-1}) */
-      __m128i t = _mm_sha256msg1_epu32(w[g & 3], w[(g - 3) & 3]);
-      t = _mm_add_epi32(t, _mm_alignr_epi8(w[(g - 1) & 3], w[(g - 2) & 3], 4));
-      w[g & 3] = _mm_sha256msg2_epu32(t, w[(g - 1) & 3]);
-    }
-    __m128i m = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
-    st1 = _mm_sha256rnds2_epu32(st1, st0, m);
-    st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(m, 0x0E));
+  __m128i st0[3], st1[3], abef[3], cdgh[3], w[3][4];
+  for (int k = 0; k < n; k++) {
+    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[k][0]), 0xB1); /* CDAB */
+    __m128i x = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[k][4]), 0x1B);   /* EFGH */
+    abef[k] = st0[k] = _mm_alignr_epi8(tmp, x, 8);                                      /* ABEF */
+    cdgh[k] = st1[k] = _mm_blend_epi16(x, tmp, 0xF0);                                   /* CDGH */
   }
+  for (int g = 0; g < 16; g++) {
+    const __m128i kg = _mm_loadu_si128((const __m128i *)&K[4 * g]);
+    for (int k = 0; k < n; k++) {
+      __m128i *wk = w[k];
+      if (g < 4) {
+        wk[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b[k] + 16 * g)), MASK);
+      } else {
+        /* W_g = msg2(msg1(W_{g-4}, W_{g-3}) + (W_{g-2}[1..3], W_{g-1}[0]), W_{g-1}) */
+        __m128i t = _mm_sha256msg1_epu32(wk[g & 3], wk[(g - 3) & 3]);
+        t = _mm_add_epi32(t, _mm_alignr_epi8(wk[(g - 1) & 3], wk[(g - 2) & 3], 4));
+        wk[g & 3] = _mm_sha256msg2_epu32(t, wk[(g - 1) & 3]);
+      }
+      __m128i m = _mm_add_epi32(wk[g & 3], kg);
+      st1[k] = _mm_sha256rnds2_epu32(st1[k], st0[k], m);
+      st0[k] = _mm_sha256rnds2_epu32(st0[k], st1[k], _mm_shuffle_epi32(m, 0x0E));
+    }
+  }
+  for (int k = 0; k < n; k++) {
+    __m128i a = _mm_add_epi32(st0[k], abef[k]);
+    __m128i c = _mm_add_epi32(st1[k], cdgh[k]);
+    __m128i tmp = _mm_shuffle_epi32(a, 0x1B);   /* FEBA */
+    c = _mm_shuffle_epi32(c, 0xB1);             /* DCHG */
+    _mm_storeu_si128((__m128i *)&s[k][0], _mm_blend_epi16(tmp, c, 0xF0)); /* DCBA */
+    _mm_storeu_si128((__m128i *)&s[k][4], _mm_alignr_epi8(c, tmp, 8));    /* HGFE */
+  }
+}
 
-  st0 = _mm_add_epi32(st0, abef);
-  st1 = _mm_add_epi32(st1, cdgh);
-  tmp = _mm_shuffle_epi32(st0, 0x1B);           /* FEBA */
-  st1 = _mm_shuffle_epi32(st1, 0xB1);           /* DCHG */
-  st0 = _mm_blend_epi16(tmp, st1, 0xF0);        /* DCBA */
-  st1 = _mm_alignr_epi8(st1, tmp, 8);           /* HGFE */
-  _mm_storeu_si128((__m128i *)&s[0], st0);
-  _mm_storeu_si128((__m128i *)&s[4], st1);
+SHANI_TARGET static void compress_shani(uint32_t s[8], const uint8_t block[64]) {
+  uint32_t *const sv[1] = {s};
+  const uint8_t *const bv[1] = {block};
+  shani_n(sv, bv, 1);
+}
+
+SHANI_TARGET static void compress_shani_many(uint32_t *const s[], const uint8_t *const b[], int n) {
+  if (n == 3) shani_n(s, b, 3);
+  else if (n == 2) shani_n(s, b, 2);
+  else shani_n(s, b, 1);
 }
 
 static int have_shani(void) {
@@ -104,20 +121,18 @@ static int have_shani(void) {
 }
 #endif
 
-sha256_compress_fn sha256_pick(const char **name) {
-#if defined(__x86_64__) || defined(__i386__)
-  if (have_shani()) {
-    if (name) *name = "sha-ni";
-    return compress_shani;
-  }
-#endif
-  if (name) *name = "portable";
-  return compress_portable;
+static void compress_portable_many(uint32_t *const s[], const uint8_t *const b[], int n) {
+  for (int k = 0; k < n; k++) compress_portable(s[k], b[k]);
 }
 
-sha256_compress_fn sha256_portable(const char **name) {
-  if (name) *name = "portable";
-  return compress_portable;
+const Sha256 SHA256_PORTABLE = {"portable", compress_portable, compress_portable_many};
+
+const Sha256 *sha256_pick(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const Sha256 shani = {"sha-ni", compress_shani, compress_shani_many};
+  if (have_shani()) return &shani;
+#endif
+  return &SHA256_PORTABLE;
 }
 
 void wipe(void *p, size_t n) {
@@ -159,50 +174,50 @@ static void pad32(uint8_t block[64], uint64_t total) {
   for (int i = 0; i < 8; i++) block[63 - i] = (uint8_t)(bits >> (8 * i));
 }
 
-void pbkdf2_sha256(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, const uint8_t *salt,
-                   size_t saltlen, uint32_t rounds, uint8_t *out, size_t outlen) {
-  uint8_t key[64], pad[64], u[64], t[32], ctr[4];
-  uint32_t inner[8], outer[8], s[8], tw[8];
+/* HMAC-SHA256 key schedule: the states after the ipad and opad blocks. */
+static void hmac_init(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, uint32_t inner[8], uint32_t outer[8]) {
+  uint8_t key[64], pad[64];
   memset(key, 0, sizeof key);
   if (pwlen > 64) sha256(f, pw, pwlen, key);
   else memcpy(key, pw, pwlen);
   for (int i = 0; i < 64; i++) pad[i] = key[i] ^ 0x36;
-  memcpy(inner, IV, sizeof inner);
+  memcpy(inner, IV, 32);
   f(inner, pad);
   for (int i = 0; i < 64; i++) pad[i] = key[i] ^ 0x5c;
-  memcpy(outer, IV, sizeof outer);
+  memcpy(outer, IV, 32);
   f(outer, pad);
+  wipe(key, sizeof key);
+  wipe(pad, sizeof pad);
+}
 
+/* U1 = HMAC(pw, salt || u32be(blk)) of PBKDF2 block `blk`, into `u` as the next inner block (U1
+ * and its padding) and into `acc` as words (the running XOR starts with U1). */
+static void pbkdf2_first(sha256_compress_fn f, const uint32_t inner[8], const uint32_t outer[8],
+                         const uint8_t *salt, size_t saltlen, uint32_t blk, uint8_t u[64], uint32_t acc[8]) {
+  uint8_t buf[128];
+  uint32_t st[8];
+  size_t whole = saltlen - saltlen % 64;
+  memcpy(st, inner, sizeof st);
+  for (size_t i = 0; i < whole; i += 64) f(st, salt + i);
+  memcpy(buf, salt + whole, saltlen - whole);
+  store_be32(buf + (saltlen - whole), blk);
+  sha256_finish(f, st, 64 + whole, buf, saltlen - whole + 4, u);
+  pad32(u, 64 + 32);
+  memcpy(st, outer, sizeof st);
+  f(st, u);
+  for (int i = 0; i < 8; i++) store_be32(u + 4 * i, acc[i] = st[i]);
+  wipe(buf, sizeof buf);
+  wipe(st, sizeof st);
+}
+
+void pbkdf2_sha256(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, const uint8_t *salt,
+                   size_t saltlen, uint32_t rounds, uint8_t *out, size_t outlen) {
+  uint8_t u[64];
+  uint32_t inner[8], outer[8], s[8], acc[8];
+  hmac_init(f, pw, pwlen, inner, outer);
   for (uint32_t blk = 1; outlen > 0; blk++) {
-    /* U1 = HMAC(pw, salt || u32be(blk)): the inner hash streams the salt, then the counter. */
-    uint8_t ih[32];
-    store_be32(ctr, blk);
-    {
-      uint8_t buf[512];
-      size_t n = saltlen + 4;
-      if (n <= sizeof buf) {
-        memcpy(buf, salt, saltlen);
-        memcpy(buf + saltlen, ctr, 4);
-        sha256_finish(f, inner, 64, buf, n, ih);
-        wipe(buf, n);
-      } else {
-        /* Longer salts are not used by mail_crypt; hash them block by block. */
-        size_t whole = saltlen - saltlen % 64;
-        uint32_t st[8];
-        memcpy(st, inner, sizeof st);
-        for (size_t i = 0; i < whole; i += 64) f(st, salt + i);
-        memcpy(buf, salt + whole, saltlen - whole);
-        memcpy(buf + (saltlen - whole), ctr, 4);
-        sha256_finish(f, st, 64 + whole, buf, saltlen - whole + 4, ih);
-      }
-    }
-    memcpy(u, ih, 32);
-    pad32(u, 64 + 32);
-    memcpy(s, outer, sizeof s);
-    f(s, u);
-    for (int i = 0; i < 8; i++) store_be32(u + 4 * i, s[i]);
-    for (int i = 0; i < 8; i++) tw[i] = s[i];
-    /* U2…Uc: two compressions each, the padding bytes of `u` stay in place. */
+    pbkdf2_first(f, inner, outer, salt, saltlen, blk, u, acc);
+    /* U2…Uc: two compressions each; the padding bytes of `u` stay in place. */
     for (uint32_t r = 1; r < rounds; r++) {
       memcpy(s, inner, sizeof s);
       f(s, u);
@@ -211,18 +226,65 @@ void pbkdf2_sha256(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, const 
       f(s, u);
       for (int i = 0; i < 8; i++) {
         store_be32(u + 4 * i, s[i]);
-        tw[i] ^= s[i];
+        acc[i] ^= s[i];
       }
     }
-    for (int i = 0; i < 8; i++) store_be32(t + 4 * i, tw[i]);
+    uint8_t t[32];
+    for (int i = 0; i < 8; i++) store_be32(t + 4 * i, acc[i]);
     size_t take = outlen < 32 ? outlen : 32;
     memcpy(out, t, take);
+    wipe(t, sizeof t);
     out += take;
     outlen -= take;
-    wipe(ih, sizeof ih);
   }
-  wipe(key, sizeof key); wipe(pad, sizeof pad); wipe(u, sizeof u); wipe(t, sizeof t);
-  wipe(inner, sizeof inner); wipe(outer, sizeof outer); wipe(s, sizeof s); wipe(tw, sizeof tw);
+  wipe(u, sizeof u); wipe(inner, sizeof inner); wipe(outer, sizeof outer); wipe(s, sizeof s); wipe(acc, sizeof acc);
+}
+
+void mailcrypt_kdf(const Sha256 *h, const uint8_t *secret, size_t secretlen, const uint8_t *salt,
+                   size_t saltlen, const uint8_t *kd, size_t kdlen, uint32_t rounds,
+                   uint8_t t[48], uint8_t check[32]) {
+  uint8_t ua[64], ub[64], c[64];
+  uint32_t inner[8], outer[8], acca[8], accb[8], sa[8], sb[8], sc[8];
+  uint32_t *const s3[3] = {sa, sb, sc};
+  const uint8_t *const b3[3] = {ua, ub, c};
+  hmac_init(h->one, secret, secretlen, inner, outer);
+  pbkdf2_first(h->one, inner, outer, salt, saltlen, 1, ua, acca);
+  pbkdf2_first(h->one, inner, outer, salt, saltlen, 2, ub, accb);
+  sha256(h->one, kd, kdlen, c);
+  pad32(c, 36);
+  for (uint32_t i = 1; i <= rounds; i++) {
+    /* Inner hashes of both PBKDF2 blocks beside chain step i; then both outer hashes. */
+    store_be32(c + 32, i);
+    c[36] = 0x80;
+    memcpy(sc, IV, sizeof sc);
+    if (i == rounds) {
+      h->one(sc, c);
+    } else {
+      memcpy(sa, inner, sizeof sa);
+      memcpy(sb, inner, sizeof sb);
+      h->many(s3, b3, 3);
+      for (int k = 0; k < 8; k++) {
+        store_be32(ua + 4 * k, sa[k]);
+        store_be32(ub + 4 * k, sb[k]);
+      }
+      memcpy(sa, outer, sizeof sa);
+      memcpy(sb, outer, sizeof sb);
+      h->many(s3, b3, 2);
+      for (int k = 0; k < 8; k++) {
+        store_be32(ua + 4 * k, sa[k]);
+        store_be32(ub + 4 * k, sb[k]);
+        acca[k] ^= sa[k];
+        accb[k] ^= sb[k];
+      }
+    }
+    for (int k = 0; k < 8; k++) store_be32(c + 4 * k, sc[k]);
+  }
+  for (int k = 0; k < 8; k++) store_be32(t + 4 * k, acca[k]);
+  for (int k = 0; k < 4; k++) store_be32(t + 32 + 4 * k, accb[k]);
+  memcpy(check, c, 32);
+  wipe(ua, sizeof ua); wipe(ub, sizeof ub); wipe(c, sizeof c);
+  wipe(inner, sizeof inner); wipe(outer, sizeof outer); wipe(acca, sizeof acca); wipe(accb, sizeof accb);
+  wipe(sa, sizeof sa); wipe(sb, sizeof sb); wipe(sc, sizeof sc);
 }
 
 void sha256_chain(sha256_compress_fn f, uint8_t h[32], uint32_t rounds) {

@@ -10,11 +10,18 @@
 /* Compress one 64-byte block into state[8]. */
 typedef void (*sha256_compress_fn)(uint32_t state[8], const uint8_t block[64]);
 
-/* The fastest compression this CPU can run (chosen once); *name says which. */
-sha256_compress_fn sha256_pick(const char **name);
+typedef struct {
+  const char *name;
+  sha256_compress_fn one;
+  /* n ≤ 3 independent (state, block) pairs at once. */
+  void (*many)(uint32_t *const s[], const uint8_t *const b[], int n);
+} Sha256;
 
-/* The plain C compression. */
-sha256_compress_fn sha256_portable(const char **name);
+/* The fastest compression this CPU can run. */
+const Sha256 *sha256_pick(void);
+
+/* The plain C compression (also where SHA-NI exists, for tests). */
+extern const Sha256 SHA256_PORTABLE;
 
 /* SHA-256 of data[len], continuing from `state` after `prefix` bytes already compressed. */
 void sha256_finish(sha256_compress_fn f, const uint32_t state[8], uint64_t prefix,
@@ -29,6 +36,13 @@ void pbkdf2_sha256(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, const 
 
 /* Dovecot's check-hash chain: h = h0; for i = 1..rounds: h = SHA-256(h || u32be(i)). In place. */
 void sha256_chain(sha256_compress_fn f, uint8_t h[32], uint32_t rounds);
+
+/* The key-wrapping KDFs of one mail_crypt message in one pass: t = PBKDF2-HMAC-SHA256(secret,
+ * salt, rounds, 48) and check = the chain over SHA-256(kd); PBKDF2's two output blocks and the
+ * chain are computed side by side (`many`). */
+void mailcrypt_kdf(const Sha256 *h, const uint8_t *secret, size_t secretlen, const uint8_t *salt,
+                   size_t saltlen, const uint8_t *kd, size_t kdlen, uint32_t rounds,
+                   uint8_t t[48], uint8_t check[32]);
 
 /* Overwrite memory in a way the compiler keeps. */
 void wipe(void *p, size_t n);

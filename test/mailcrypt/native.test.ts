@@ -53,19 +53,25 @@ test('PBKDF2-HMAC-SHA256 and the chain equal node:crypto / the TypeScript chain'
   t.log(`compression: ${addon.sha256}`);
 });
 
-test('the same with the portable C compression (MAILSEAL_SHA256=portable)', (t) => {
+test('the same, and a whole wrap, with the portable C compression (MAILSEAL_SHA256=portable)', (t) => {
   const script = `
     const { nativeAddon } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/native.ts`)});
     const a = nativeAddon();
     const crypto = await import('node:crypto');
     const { sha256Chain } = await import(${JSON.stringify(`${REPO}/src/mailcrypt/sha256chain.ts`)});
     const pw = crypto.randomBytes(66), salt = crypto.randomBytes(133), h0 = crypto.randomBytes(32);
+    const peer = crypto.createECDH('prime256v1');
+    peer.generateKeys();
+    const kd = crypto.randomBytes(60);
+    const [point, t, check] = await a.seal('prime256v1', 32, peer.getPublicKey(), kd, 2048);
+    const wrapOk = t.equals(crypto.pbkdf2Sync(peer.computeSecret(point), point, 2048, 48, 'sha256')) &&
+      check.equals(sha256Chain(crypto.createHash('sha256').update(kd).digest(), 2048));
     console.log(a.sha256, a.pbkdf2(pw, salt, 2048, 48).equals(crypto.pbkdf2Sync(pw, salt, 2048, 48, 'sha256')),
-      a.chain(h0, 2048).equals(sha256Chain(h0, 2048)));`;
+      a.chain(h0, 2048).equals(sha256Chain(h0, 2048)), wrapOk);`;
   const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
     cwd: REPO, env: { ...process.env, MAILSEAL_SHA256: 'portable' }, encoding: 'utf8',
   });
-  t.is(out.trim(), 'portable true true');
+  t.is(out.trim(), 'portable true true true');
 });
 
 for (const curve of CURVES) {
