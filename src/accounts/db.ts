@@ -61,9 +61,16 @@ export interface UserRow {
 }
 
 /** The user with this (lowercase) address, enabled or not; undefined if unknown. */
+const findUserStmt = new WeakMap<Db, Database.Statement>();
+
+/** One user row by address (the statement is prepared once per connection: every RCPT asks). */
 export function findUser(db: Db, address: string): UserRow | undefined {
-  return db.prepare('SELECT address, domain, home, curve, key_id, enabled FROM users WHERE address = ?')
-    .get(address) as UserRow | undefined;
+  let stmt = findUserStmt.get(db);
+  if (!stmt) {
+    stmt = db.prepare('SELECT address, domain, home, curve, key_id, enabled FROM users WHERE address = ?');
+    findUserStmt.set(db, stmt);
+  }
+  return stmt.get(address) as UserRow | undefined;
 }
 
 export function audit(db: Db, address: string | null, event: string, detail?: string): void {

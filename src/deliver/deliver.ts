@@ -46,7 +46,7 @@ class Sink {
   static async open(target: Target, trace: Buffer, seal: Seal): Promise<Sink> {
     const key = await target.key();
     const params = await seal(key);
-    const writer = await MaildirWriter.create(target.folder);
+    const writer = new MaildirWriter(target.folder);
     const sealer = new Sealer(params);
     const counter = new LfConverter();
     counter.count(trace);
@@ -77,10 +77,13 @@ class Sink {
 
   async commit(body: LfConverter): Promise<Result> {
     this.add(this.sealer.final());
-    await this.flush();
+    // What is still buffered goes with the commit: a small message is one durable write.
+    const tail = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
     const size = this.headerSize.size + body.size;
     const vsize = size + this.headerSize.lines + body.lines;
-    const path = await this.writer.commit(size, vsize);
+    const path = await this.writer.commit(size, vsize, tail);
     return { ok: true, path, size, vsize };
   }
 

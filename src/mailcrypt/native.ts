@@ -1,10 +1,11 @@
-// The native key-wrapping addon (src/native/, built by `npm ci` through node-gyp): the fixed
+// The native addon (src/native/, built by `npm ci` through node-gyp). Key wrapping: the fixed
 // per-message work of mail_crypt v2 — ephemeral EC key + ECDH through the system's libcrypto.so.3
 // (deep-bound: node's own OpenSSL has no fast P-521), PBKDF2-HMAC-SHA256 and the check-hash chain
 // with SHA-NI where the CPU has it — in one call on libuv's threadpool (design.md, "Where the
 // CPU goes"). If the addon is not built, libcrypto.so.3 is missing, or MAILSEAL_NATIVE=0, callers
 // use the node:crypto path (in worker threads). Results are checked against node:crypto in
-// test/mailcrypt/native.test.ts and, end to end, by real Dovecot.
+// test/mailcrypt/native.test.ts and, end to end, by real Dovecot. Also a durable Maildir write in
+// one threadpool job (src/maildir/writer.ts).
 
 import { createRequire } from 'node:module';
 import { badFormat, MailsealError } from '../errors.ts';
@@ -14,6 +15,8 @@ interface Addon {
   seal(curve: string, field: number, point: Buffer, kd: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
   chain(h0: Buffer, rounds: number): Buffer;
+  writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void>;
+  syncDir(dir: string): Promise<void>;
   /** Which SHA-256 compression runs: "sha-ni" or "portable". */
   sha256: string;
   /** The EC library, or null (then `ecError` says why). */
@@ -79,4 +82,17 @@ export function nativeSeal(): NativeSeal | null {
 export function nativeStatus(): string {
   const s = nativeSeal();
   return s ? `native (${s.description})` : `node:crypto in worker threads (slower for P-521: ${why})`;
+}
+
+/**
+ * The native durable write (create tmp/ file O_EXCL 0600, write, fsync, close, rename; the tmp
+ * file removed on failure; errors carry node:fs-style `code`s), or null without the addon.
+ */
+export function nativeWriteDurable(): Addon['writeDurable'] | null {
+  return nativeAddon()?.writeDurable ?? null;
+}
+
+/** The native directory fsync (open, fsync, close in one job), or null without the addon. */
+export function nativeSyncDir(): Addon['syncDir'] | null {
+  return nativeAddon()?.syncDir ?? null;
 }

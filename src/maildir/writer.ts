@@ -1,5 +1,6 @@
 // Durable Maildir delivery (design.md "Durability"): write into tmp/, fsync the file, rename it
-// into new/ with S=/W= in its name, fsync new/. Concurrent deliveries into one directory share
+// into new/ with S=/W= in its name, fsync new/ (through the native addon in one threadpool job
+// where it is built). Concurrent deliveries into one directory share
 // a directory fsync (group commit). A failed delivery leaves nothing in new/ and removes its
 // tmp/ file. Only ciphertext is ever handed to this module.
 
@@ -7,6 +8,7 @@ import fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { hostname } from '../config.ts';
+import { nativeSyncDir, nativeWriteDurable } from '../mailcrypt/native.ts';
 import { makeMaildirName } from './filename.ts';
 
 let seq = 0;
@@ -44,8 +46,10 @@ class DirSyncer {
   }
 
   private start(dir: string): Round {
+    const native = nativeSyncDir();
     const round: Round = {
       promise: (async () => {
+        if (native) return native(dir);
         const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
         try {
           await fh.sync();
@@ -68,62 +72,87 @@ export function syncDir(dir: string): Promise<void> {
   return dirSyncer.sync(dir);
 }
 
-/** One message being written into a Maildir folder (the folder holds cur/, new/, tmp/). */
+/**
+ * One message being written into a Maildir folder (the folder holds cur/, new/, tmp/). Nothing
+ * touches the disk until the first write() or commit(): a message that fits in memory is written
+ * at commit() in one native job (create tmp/ file, write, fsync, close, rename), a larger one is
+ * streamed into its tmp/ file as it comes.
+ */
 export class MaildirWriter {
-  private constructor(
-    private readonly folder: string,
-    private readonly base: string,
-    private readonly fh: fs.FileHandle,
-    readonly tmpPath: string,
-  ) {}
+  private base = uniqueBase();
+  private fh: fs.FileHandle | null = null;
+  private closed = false;
+  written = 0;
 
-  /** Create `tmp/<unique>` (O_EXCL, mode 0600). */
-  static async create(folder: string): Promise<MaildirWriter> {
+  constructor(private readonly folder: string) {}
+
+  get tmpPath(): string {
+    return path.join(this.folder, 'tmp', this.base);
+  }
+
+  /** Create `tmp/<unique>` (O_EXCL, mode 0600), with a new name if one is taken. */
+  private async open(): Promise<fs.FileHandle> {
     for (let attempt = 0; ; attempt++) {
-      const base = uniqueBase();
-      const tmpPath = path.join(folder, 'tmp', base);
       try {
-        const fh = await fs.open(tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-        return new MaildirWriter(folder, base, fh, tmpPath);
+        return (this.fh = await fs.open(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 5) throw err;
+        this.base = uniqueBase();
       }
     }
   }
 
-  private closed = false;
-  written = 0;
-
   async write(buf: Buffer): Promise<void> {
+    const fh = this.fh ?? (await this.open());
     let off = 0;
     while (off < buf.length) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off);
+      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
       off += bytesWritten;
     }
     this.written += buf.length;
   }
 
   /**
-   * fsync, rename into new/ with the plaintext sizes in the name, fsync new/.
+   * Write `tail` (the bytes not yet written), fsync, rename into new/ with the plaintext sizes in
+   * the name, fsync new/.
    * @returns the final path.
    */
-  async commit(size: number, vsize: number): Promise<string> {
-    await this.fh.sync();
-    await this.close();
-    const final = path.join(this.folder, 'new', `${this.base},S=${size},W=${vsize}`);
-    await fs.rename(this.tmpPath, final);
+  async commit(size: number, vsize: number, tail: Buffer[] = []): Promise<string> {
+    const final = () => path.join(this.folder, 'new', `${this.base},S=${size},W=${vsize}`);
+    const durable = nativeWriteDurable();
+    if (tail.length > 64) tail = [Buffer.concat(tail)]; // many small chunks (a slow client)
+    let done = '';
+    if (!this.fh && durable) {
+      for (let attempt = 0; !done; attempt++) {
+        try {
+          await durable(this.tmpPath, final(), tail);
+          done = final();
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 5) throw err;
+          this.base = uniqueBase();
+        }
+      }
+    } else {
+      for (const buf of tail) await this.write(buf);
+      const fh = this.fh ?? (await this.open());
+      await fh.sync();
+      await this.close();
+      done = final();
+      await fs.rename(this.tmpPath, done);
+    }
     await syncDir(path.join(this.folder, 'new'));
-    return final;
+    return done;
   }
 
-  /** Give up: close and remove the tmp file. Never throws. */
+  /** Give up: close and remove the tmp file, if there is one. Never throws. */
   async abort(): Promise<void> {
+    if (!this.fh) return;
     await this.close().catch(() => undefined);
     await fs.unlink(this.tmpPath).catch(() => undefined);
   }
 
   private async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || !this.fh) return;
     this.closed = true;
     await this.fh.close();
   }

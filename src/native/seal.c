@@ -1,4 +1,6 @@
-/* mailseal's native key wrapping for mail_crypt v2 (spec §2.3; design.md "Where the CPU goes").
+/* mailseal_native: key wrapping (here) and durable Maildir writes (maildir.c).
+ *
+ * mailseal's native key wrapping for mail_crypt v2 (spec §2.3; design.md "Where the CPU goes").
  *
  * seal(curve, peerPoint, kd, rounds) runs on libuv's threadpool and does all the fixed work of
  * one message: an ephemeral EC key on the recipient's curve and ECDH with the folder key, through
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addon.h"
 #include "sha256.h"
 
 /* ---- system libcrypto (only the EC functions; everything by dlsym) ------------------------ */
@@ -289,6 +292,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"seal", NULL, js_seal, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pbkdf2", NULL, js_pbkdf2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"chain", NULL, js_chain, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"writeDurable", NULL, js_write_durable, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"syncDir", NULL, js_sync_dir, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, sha->name), napi_enumerable, NULL},
     {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},
     {"ecError", NULL, NULL, NULL, NULL, str_or_null(env, ec_library ? NULL : ec_error), napi_enumerable, NULL},

@@ -1,6 +1,7 @@
 // The public key a folder's new mail is sealed to, as the delivery path needs it: read from the
 // user's dict, cached, and re-read when the file changes (Dovecot and the CLI replace it by
-// rename, so a changed inode, size or mtime means new contents). A folder without a key gets
+// rename, so a changed inode, size or mtime means new contents); the folder's mailbox GUID
+// likewise from its dovecot-uidlist. A folder without a key gets
 // one, created under the dict lock and encrypted to the user's active public key (spec §7.3);
 // a user without a key is a `no-key` error (451: never plaintext).
 
@@ -9,7 +10,7 @@ import path from 'node:path';
 import { MailsealError } from '../errors.ts';
 import { type EcPublicKey, generateKey, publicOnly } from '../mailcrypt/keys.ts';
 import { formatPrivateKey, formatPublicKey } from '../mailcrypt/keystring.ts';
-import { ensureMailbox, readMailboxGuid } from '../maildir/uidlist.ts';
+import { ensureMailbox, readMailboxGuid, UIDLIST } from '../maildir/uidlist.ts';
 import { readDict, updateDict } from './dictfile.ts';
 import { activePublicKey, putKey } from './keyring.ts';
 
@@ -24,25 +25,50 @@ interface Cached {
   keys: Map<string, EcPublicKey | null>;
 }
 
+/** A file's identity for cache checks: a replaced (renamed-over) or rewritten file differs. */
+type Stamp = { ino: number; size: number; mtimeMs: number } | null;
+
+async function stamp(file: string): Promise<Stamp> {
+  try {
+    return await fs.stat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+const same = (a: Stamp, b: Stamp) => !!a && !!b && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+
 export class FolderKeys {
   private cache = new Map<string, Cached>();
+  /** Mailbox GUID by folder, with the stamp of the uidlist it was read from. */
+  private guids = new Map<string, { stamp: Stamp; guid: string }>();
 
-  /** Forget every cached dict. */
+  /** Forget every cached dict and GUID. */
   clear(): void {
     this.cache.clear();
+    this.guids.clear();
   }
 
-  /** The dict of a Maildir, from cache if the file is unchanged. */
-  private async dict(maildir: string): Promise<Cached> {
-    const file = path.join(maildir, DICT_NAME);
-    let st: { ino: number; size: number; mtimeMs: number } | null = null;
-    try {
-      st = await fs.stat(file);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  /** The GUID of `folder`'s mailbox (from its uidlist), or null if it has none yet. */
+  private async guid(folder: string, st: Stamp): Promise<string | null> {
+    const hit = this.guids.get(folder);
+    if (hit && same(hit.stamp, st)) return hit.guid;
+    const guid = st ? await readMailboxGuid(folder) : null;
+    if (guid && st) {
+      if (this.guids.size > 100_000) this.guids.clear();
+      this.guids.set(folder, { stamp: st, guid });
+    } else {
+      this.guids.delete(folder);
     }
+    return guid;
+  }
+
+  /** The dict of a Maildir, from cache if the file is unchanged (`st`: its stamp now). */
+  private async dict(maildir: string, st: Stamp): Promise<Cached> {
+    const file = path.join(maildir, DICT_NAME);
     const hit = this.cache.get(file);
-    if (hit && st && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
+    if (hit && same(hit, st)) return hit;
     const { dict, stat } = await readDict(file);
     const entry: Cached = { ino: stat?.ino ?? -1, size: stat?.size ?? -1, mtimeMs: stat?.mtimeMs ?? -1, dict, keys: new Map() };
     if (stat) this.cache.set(file, entry);
@@ -56,8 +82,10 @@ export class FolderKeys {
    * @throws MailsealError no-key (no user key: the user was never keyed), bad-format (damaged dict).
    */
   async activeKey(maildir: string, folder: string): Promise<EcPublicKey> {
-    const guid = (await readMailboxGuid(folder)) ?? (await ensureMailbox(folder));
-    const c = await this.dict(maildir);
+    // Two stats when nothing changed; the uidlist and the dict are read again only when replaced.
+    const [uidlist, dictStamp] = await Promise.all([stamp(path.join(folder, UIDLIST)), stamp(path.join(maildir, DICT_NAME))]);
+    const guid = (await this.guid(folder, uidlist)) ?? (await ensureMailbox(folder));
+    const c = await this.dict(maildir, dictStamp);
     let key = c.keys.get(guid);
     if (key === undefined) {
       key = activePublicKey(c.dict, 'folder', guid);

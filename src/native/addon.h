@@ -1,0 +1,16 @@
+/* Functions of the mailseal_native addon defined outside seal.c (which registers them). */
+#ifndef MAILSEAL_ADDON_H
+#define MAILSEAL_ADDON_H
+
+#include <node_api.h>
+
+/* maildir.c: writeDurable(tmpPath, finalPath, buffers[]): Promise<void> */
+napi_value js_write_durable(napi_env env, napi_callback_info info);
+
+/* maildir.c: syncDir(path): Promise<void> */
+napi_value js_sync_dir(napi_env env, napi_callback_info info);
+
+/* The errno constant's name ("ENOSPC"), as node:fs errors carry it in `code`. */
+const char *errno_name(int e);
+
+#endif

@@ -1,0 +1,231 @@
+/* One durable Maildir write in one threadpool job (design.md "Durability"): create tmp/<name>
+ * (O_EXCL, 0600), write every buffer, fsync, close, rename into new/. Through node:fs these are
+ * six round trips to libuv's threadpool per message (each a futex wake-up and a promise on the
+ * event loop); a message that fits in memory pays one here. On any failure the tmp file is
+ * removed and the promise rejects with an Error carrying `code` (ENOSPC, EEXIST, …) and
+ * `syscall`, like node:fs errors. The new/ directory fsync stays with the caller, which shares
+ * it between concurrent deliveries; syncDir() does that one in one job too (open, fsync, close).
+ * Only ciphertext is ever handed to these functions. */
+
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "addon.h"
+
+#define MAX_BUFS 64
+
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref keep; /* the array of buffers, alive until the job completes (NULL for syncDir) */
+  int dir_only;  /* syncDir: fsync the directory `tmp` */
+  char tmp[PATH_MAX];
+  char final[PATH_MAX];
+  struct iovec iov[MAX_BUFS];
+  int niov;
+  int err;
+  const char *syscall;
+} WriteJob;
+
+static void sync_dir(WriteJob *j) {
+  int fd = open(j->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    j->err = errno;
+    j->syscall = "open";
+    return;
+  }
+  if (fsync(fd) != 0) {
+    j->err = errno;
+    j->syscall = "fsync";
+  }
+  close(fd);
+}
+
+static void write_execute(napi_env env, void *data) {
+  (void)env;
+  WriteJob *j = data;
+  if (j->dir_only) {
+    sync_dir(j);
+    return;
+  }
+  int fd = open(j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    j->err = errno;
+    j->syscall = "open";
+    return;
+  }
+  struct iovec *iov = j->iov;
+  int n = j->niov;
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n > IOV_MAX ? IOV_MAX : n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno;
+      j->syscall = "write";
+      goto fail;
+    }
+    while (n > 0 && (size_t)w >= iov->iov_len) {
+      w -= (ssize_t)iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + w;
+      iov->iov_len -= (size_t)w;
+    }
+  }
+  if (fsync(fd) != 0) {
+    j->err = errno;
+    j->syscall = "fsync";
+    goto fail;
+  }
+  if (close(fd) != 0) {
+    fd = -1;
+    j->err = errno;
+    j->syscall = "close";
+    goto fail;
+  }
+  fd = -1;
+  if (rename(j->tmp, j->final) != 0) {
+    j->err = errno;
+    j->syscall = "rename";
+    goto fail;
+  }
+  return;
+fail:
+  if (fd >= 0) close(fd);
+  unlink(j->tmp);
+}
+
+static void write_complete(napi_env env, napi_status status, void *data) {
+  WriteJob *j = data;
+  if (status != napi_ok || j->err) {
+    int e = j->err ? j->err : ECANCELED;
+    napi_value msg, err, code, sys, no;
+    char text[PATH_MAX + 96];
+    snprintf(text, sizeof text, "%s: %s", j->syscall ? j->syscall : "write", strerror(e));
+    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code);
+    napi_set_named_property(env, err, "code", code);
+    napi_create_string_utf8(env, j->syscall ? j->syscall : "write", NAPI_AUTO_LENGTH, &sys);
+    napi_set_named_property(env, err, "syscall", sys);
+    napi_create_int32(env, -e, &no);
+    napi_set_named_property(env, err, "errno", no);
+    napi_reject_deferred(env, j->deferred, err);
+  } else {
+    napi_value undef;
+    napi_get_undefined(env, &undef);
+    napi_resolve_deferred(env, j->deferred, undef);
+  }
+  if (j->keep) napi_delete_reference(env, j->keep);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value queue(napi_env env, WriteJob *j, const char *what) {
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, write_execute, write_complete, j, &j->work);
+  if (napi_queue_async_work(env, j->work) != napi_ok) {
+    if (j->keep) napi_delete_reference(env, j->keep);
+    napi_delete_async_work(env, j->work);
+    free(j);
+    napi_throw_error(env, NULL, "cannot queue the job");
+    return NULL;
+  }
+  return promise;
+}
+
+/* syncDir(path: string): Promise<void> — open, fsync, close a directory in one job. */
+napi_value js_sync_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  WriteJob *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  size_t len;
+  if (argc != 1 || napi_get_value_string_utf8(env, argv[0], j->tmp, sizeof j->tmp, &len) != napi_ok || len >= sizeof j->tmp - 1) {
+    free(j);
+    napi_throw_type_error(env, NULL, "syncDir(path)");
+    return NULL;
+  }
+  j->dir_only = 1;
+  return queue(env, j, "mailseal.syncDir");
+}
+
+/* writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void> */
+napi_value js_write_durable(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  WriteJob *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  size_t len;
+  bool is_array;
+  uint32_t count = 0;
+  if (argc != 3 ||
+      napi_get_value_string_utf8(env, argv[0], j->tmp, sizeof j->tmp, &len) != napi_ok || len >= sizeof j->tmp - 1 ||
+      napi_get_value_string_utf8(env, argv[1], j->final, sizeof j->final, &len) != napi_ok || len >= sizeof j->final - 1 ||
+      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[2], &count) != napi_ok || count > MAX_BUFS) {
+    free(j);
+    napi_throw_type_error(env, NULL, "writeDurable(tmpPath, finalPath, buffers[≤64])");
+    return NULL;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value b;
+    bool is_buf = false;
+    void *p;
+    size_t n;
+    if (napi_get_element(env, argv[2], i, &b) != napi_ok || napi_is_buffer(env, b, &is_buf) != napi_ok || !is_buf ||
+        napi_get_buffer_info(env, b, &p, &n) != napi_ok) {
+      free(j);
+      napi_throw_type_error(env, NULL, "writeDurable: buffers must be Buffers");
+      return NULL;
+    }
+    if (n == 0) continue;
+    j->iov[j->niov].iov_base = p;
+    j->iov[j->niov].iov_len = n;
+    j->niov++;
+  }
+  napi_create_reference(env, argv[2], 1, &j->keep);
+  return queue(env, j, "mailseal.writeDurable");
+}
+
+const char *errno_name(int e) {
+  switch (e) {
+    case ENOSPC: return "ENOSPC";
+    case EDQUOT: return "EDQUOT";
+    case EEXIST: return "EEXIST";
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case EIO: return "EIO";
+    case EROFS: return "EROFS";
+    case ENOTDIR: return "ENOTDIR";
+    case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EFBIG: return "EFBIG";
+    case EXDEV: return "EXDEV";
+    case ECANCELED: return "ECANCELED";
+    default: return "EUNKNOWN";
+  }
+}

@@ -1,0 +1,55 @@
+// FolderKeys, the delivery path's cache of folder GUIDs and dicts: it answers from memory while
+// nothing changed, and follows every change another process makes — a rotated key (the dict
+// replaced by rename), a folder deleted and made again (a new uidlist, a new GUID and key).
+
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openDb } from '../../src/accounts/db.ts';
+import { addUser } from '../../src/accounts/users.ts';
+import { generateKey } from '../../src/mailcrypt/keys.ts';
+import { formatPrivateKey, formatPublicKey } from '../../src/mailcrypt/keystring.ts';
+import { folderPath } from '../../src/maildir/paths.ts';
+import { ensureMailbox, readMailboxGuid } from '../../src/maildir/uidlist.ts';
+import { readDict, updateDict } from '../../src/store/dictfile.ts';
+import { DICT_NAME, FolderKeys } from '../../src/store/folderkeys.ts';
+import { activePublicKey, putKey } from '../../src/store/keyring.ts';
+import { sandbox } from '../helpers/agent.ts';
+
+test('cached while unchanged; a rotated key and a re-created folder are seen at once', async (t) => {
+  const sb = sandbox('msk-');
+  t.teardown(() => sb.cleanup());
+  const db = openDb(sb.db);
+  t.teardown(() => db.close());
+  const added = await addUser(db, sb.maildir, { address: 'kim@example.org', password: 'folder-keys-password', curve: 'prime256v1' });
+  const maildir = path.join(added.home, 'Maildir');
+  const keys = new FolderKeys();
+
+  const k1 = await keys.activeKey(maildir, maildir);
+  t.is(await keys.activeKey(maildir, maildir), k1, 'same object from the cache');
+
+  // Another process rotates the INBOX key.
+  const guid = (await readMailboxGuid(maildir))!;
+  let rotated = '';
+  await updateDict(path.join(maildir, DICT_NAME), async (dict) => {
+    const user = activePublicKey(dict, 'user', guid)!;
+    const k = await generateKey(user.curve);
+    putKey(dict, 'folder', guid, { id: k.id, publicString: formatPublicKey(k), privateString: await formatPrivateKey(k, { to: user }) }, true);
+    rotated = k.id;
+  });
+  t.is((await keys.activeKey(maildir, maildir)).id, rotated);
+
+  // A folder gets a key on first use; deleted and made again (as an IMAP client may), it is a new
+  // mailbox: new GUID, new key, never the old folder's.
+  const box = folderPath(maildir, 'Lists');
+  const g1 = await ensureMailbox(box);
+  const f1 = await keys.activeKey(maildir, box);
+  t.is((await keys.activeKey(maildir, box)).id, f1.id);
+  fs.rmSync(box, { recursive: true });
+  const g2 = await ensureMailbox(box);
+  t.not(g1, g2);
+  const f2 = await keys.activeKey(maildir, box);
+  t.not(f2.id, f1.id);
+  const { dict } = await readDict(path.join(maildir, DICT_NAME));
+  t.is(activePublicKey(dict, 'folder', g2)!.id, f2.id, 'the key is the new GUID\'s');
+});
