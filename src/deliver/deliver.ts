@@ -61,7 +61,7 @@ class Sink {
     this.pendingBytes += buf.length;
   }
 
-  /** Encrypt a plaintext chunk; write when enough has gathered. */
+  /** Encrypt a plaintext chunk (at once: `plain` may be reused after); write when enough has gathered. */
   async write(plain: Buffer): Promise<void> {
     this.add(this.sealer.update(plain));
     if (this.pendingBytes >= FLUSH_AT) await this.flush();
@@ -69,10 +69,10 @@ class Sink {
 
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    const bufs = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    await this.writer.write(buf);
+    await this.writer.write(bufs);
   }
 
   async commit(body: LfConverter): Promise<Result> {

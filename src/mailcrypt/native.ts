@@ -17,6 +17,8 @@ interface Addon {
   chain(h0: Buffer, rounds: number): Buffer;
   writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void>;
   syncDir(dir: string): Promise<void>;
+  /** CRLF → LF of `src` into `dst`; state = [held CR, LFs written]; returns the bytes written. */
+  lfConvert(src: Buffer, dst: Buffer, state: Float64Array): number;
   /** Which SHA-256 compression runs: "sha-ni" or "portable". */
   sha256: string;
   /** The EC library, or null (then `ecError` says why). */

@@ -102,14 +102,16 @@ export class MaildirWriter {
     }
   }
 
-  async write(buf: Buffer): Promise<void> {
+  /** Append `bufs` (one writev; the rest again after a short write). */
+  async write(bufs: Buffer[]): Promise<void> {
     const fh = this.fh ?? (await this.open());
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await fh.write(buf, off, buf.length - off);
-      off += bytesWritten;
+    let rest = bufs.filter((b) => b.length > 0);
+    while (rest.length > 0) {
+      let n = (await fh.writev(rest)).bytesWritten;
+      this.written += n;
+      while (rest.length > 0 && n >= rest[0]!.length) n -= rest.shift()!.length;
+      if (rest.length > 0 && n > 0) rest[0] = rest[0]!.subarray(n);
     }
-    this.written += buf.length;
   }
 
   /**
@@ -133,7 +135,7 @@ export class MaildirWriter {
         }
       }
     } else {
-      for (const buf of tail) await this.write(buf);
+      await this.write(tail);
       const fh = this.fh ?? (await this.open());
       await fh.sync();
       await this.close();

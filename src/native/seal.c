@@ -1,4 +1,4 @@
-/* mailseal_native: key wrapping (here) and durable Maildir writes (maildir.c).
+/* mailseal_native: key wrapping (here), durable Maildir writes (maildir.c), CRLF → LF (lf.c).
  *
  * mailseal's native key wrapping for mail_crypt v2 (spec §2.3; design.md "Where the CPU goes").
  *
@@ -294,6 +294,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"chain", NULL, js_chain, NULL, NULL, NULL, napi_enumerable, NULL},
     {"writeDurable", NULL, js_write_durable, NULL, NULL, NULL, napi_enumerable, NULL},
     {"syncDir", NULL, js_sync_dir, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"lfConvert", NULL, js_lf_convert, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, sha->name), napi_enumerable, NULL},
     {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},
     {"ecError", NULL, NULL, NULL, NULL, str_or_null(env, ec_library ? NULL : ec_error), napi_enumerable, NULL},

@@ -3,27 +3,45 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { LfConverter } from '../../src/deliver/lf.ts';
+import { nativeAddon } from '../../src/mailcrypt/native.ts';
 import { rfc5322Date, traceHeaders } from '../../src/deliver/trace.ts';
 
+// Every behaviour is checked on the native converter (src/native/lf.c) and on the TypeScript one.
+let portable = false;
 function run(chunks: Buffer[]) {
-  const c = new LfConverter();
-  const out = Buffer.concat([...chunks.map((b) => c.push(b)), c.end()]);
+  const c = new LfConverter(portable);
+  const out = Buffer.concat([...chunks.map((b) => Buffer.from(c.push(b))), c.end()]); // a push's result lives until the next
+
   return { out, size: c.size, vsize: c.vsize };
 }
 
-test('CRLF becomes LF; bare LF and lone CR stay; sizes are the LF and CRLF sizes', (t) => {
+test('the native converter is in use by default', (t) => {
+  t.truthy(nativeAddon()?.lfConvert);
+  // A chunk without CR comes back as a view of itself from the TypeScript converter and as a copy
+  // from the native one (large enough to be outside Buffer's shared pool).
+  const src = Buffer.alloc(10_000, 'a');
+  t.not(new LfConverter().push(src).buffer, src.buffer);
+  t.is(new LfConverter(true).push(src).buffer, src.buffer);
+});
+
+for (const p of [false, true]) {
+const tag = p ? ' (TypeScript)' : ' (native)';
+test.serial(`CRLF becomes LF; bare LF and lone CR stay; sizes are the LF and CRLF sizes${tag}`, (t) => {
+  portable = p;
   const { out, size, vsize } = run([Buffer.from('a\r\nb\nc\rd\r\n\r\n')]);
   t.is(out.toString(), 'a\nb\nc\rd\n\n');
   t.is(size, out.length);
   t.is(vsize, out.length + 4);
 });
 
-test('a CRLF split across chunks is still one LF; a final lone CR is kept', (t) => {
+test.serial(`a CRLF split across chunks is still one LF; a final lone CR is kept${tag}`, (t) => {
+  portable = p;
   t.is(run([Buffer.from('a\r'), Buffer.from('\nb\r')]).out.toString(), 'a\nb\r');
   t.is(run([Buffer.from('\r'), Buffer.from('\r'), Buffer.from('\n')]).out.toString(), '\r\n');
 });
 
-test('any chunking gives the same bytes as converting the whole (property)', (t) => {
+test.serial(`any chunking gives the same bytes as converting the whole (property)${tag}`, (t) => {
+  portable = p;
   fc.assert(
     fc.property(fc.array(fc.constantFrom('\r', '\n', 'x', '\r\n', 'é'), { maxLength: 60 }), fc.array(fc.nat(80), { maxLength: 6 }), (parts, cuts) => {
       const whole = Buffer.from(parts.join(''));
@@ -43,6 +61,7 @@ test('any chunking gives the same bytes as converting the whole (property)', (t)
   );
   t.pass();
 });
+}
 
 test('trace headers are the ones Dovecot LMTP writes, and client tokens cannot inject lines', (t) => {
   const d = new Date(Date.UTC(2026, 10, 23, 7, 52, 54));
