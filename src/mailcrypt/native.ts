@@ -1,7 +1,7 @@
 // The native addon (src/native/, built by `npm ci` through node-gyp). Key wrapping: the fixed
-// per-message work of mail_crypt v2 — ephemeral EC key + ECDH through the system's libcrypto.so.3
-// (deep-bound: node's own OpenSSL has no fast P-521), PBKDF2-HMAC-SHA256 and the check-hash chain
-// with SHA-NI where the CPU has it — in one call on libuv's threadpool (design.md, "Where the
+// per-message work of mail_crypt v2 — message key, ephemeral EC key + ECDH through the system's
+// libcrypto.so.3 (deep-bound: node's own OpenSSL has no fast P-521), PBKDF2-HMAC-SHA256 and the
+// check-hash chain with SHA-NI where the CPU has it, the key's AES-256-CBC — in one call on libuv's threadpool (design.md, "Where the
 // CPU goes"). If the addon is not built, libcrypto.so.3 is missing, or MAILSEAL_NATIVE=0, callers
 // use the node:crypto path (in worker threads). Results are checked against node:crypto in
 // test/mailcrypt/native.test.ts and, end to end, by real Dovecot. Also a durable Maildir write in
@@ -12,7 +12,7 @@ import { badFormat, MailsealError } from '../errors.ts';
 import type { Curve } from './curves.ts';
 
 interface Addon {
-  seal(curve: string, field: number, point: Buffer, kd: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer]>;
+  seal(curve: string, field: number, point: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer, Buffer]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
   chain(h0: Buffer, rounds: number): Buffer;
   writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void>;
@@ -26,14 +26,27 @@ interface Addon {
   ecError: string | null;
 }
 
+/** One message key, wrapped for the header (spec §2.3). */
+export interface Wrapped {
+  /** The ephemeral public point (uncompressed). */
+  point: Buffer;
+  /** kd encrypted with AES-256-CBC under PBKDF2(ECDH secret, point). */
+  encryptedKey: Buffer;
+  /** The check hash of kd. */
+  check: Buffer;
+  /** The 60 bytes of key material: GCM key(32) ‖ IV(12) ‖ AAD(16). */
+  kd: Buffer;
+}
+
 export interface NativeSeal {
   /** For logs and `bench`: "libcrypto.so.3 (system), sha-ni". */
   readonly description: string;
   /**
-   * Ephemeral key pair on `curve`, ECDH with `peerPoint`, t = PBKDF2(secret, point, rounds, 48)
-   * and the check hash of `kd`. Runs on the threadpool; `kd` is not kept.
+   * A random message key kd, an ephemeral key pair on `curve`, ECDH with `peerPoint`,
+   * t = PBKDF2(secret, point, rounds, 48), kd under AES-256-CBC with t, and the check hash of kd;
+   * t and the secret never leave the addon. Runs on the threadpool.
    */
-  wrap(curve: Curve, peerPoint: Buffer, kd: Buffer, rounds: number): Promise<{ point: Buffer; t: Buffer; check: Buffer }>;
+  wrap(curve: Curve, peerPoint: Buffer, rounds: number): Promise<Wrapped>;
 }
 
 const ADDON = '../native/build/Release/mailseal_native.node';
@@ -67,10 +80,10 @@ export function nativeSeal(): NativeSeal | null {
   if (!a || !a.ec) return (seal = null);
   seal = {
     description: `${a.ec}, ${a.sha256}`,
-    async wrap(curve, peerPoint, kd, rounds) {
+    async wrap(curve, peerPoint, rounds) {
       try {
-        const [point, t, check] = await a.seal(curve.name, curve.size, peerPoint, kd, rounds);
-        return { point, t, check };
+        const [point, encryptedKey, check, kd] = await a.seal(curve.name, curve.size, peerPoint, rounds);
+        return { point, encryptedKey, check, kd };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EBADPOINT') throw badFormat(`invalid ${curve.name} point`);
         throw new MailsealError('internal', `sealing failed: ${(err as Error).message}`);

@@ -7,7 +7,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { encodeHeader, KD_LENGTH } from './format.ts';
 import { checkHash, pbkdf2 } from './kdf.ts';
 import { type EcPublicKey, ecdh, generateKey } from './keys.ts';
-import { nativeSeal } from './native.ts';
+import { nativeSeal, type Wrapped } from './native.ts';
 
 const ROUNDS = 2048;
 
@@ -19,30 +19,30 @@ export interface SealParams {
 }
 
 /** The node:crypto path: EC in node's OpenSSL, PBKDF2 on the threadpool, the chain in TypeScript. */
-async function wrapPortable(to: EcPublicKey, kd: Buffer): Promise<{ point: Buffer; t: Buffer; check: Buffer }> {
+async function wrapPortable(to: EcPublicKey): Promise<Wrapped> {
+  const kd = crypto.randomBytes(KD_LENGTH);
   const eph = await generateKey(to.curve);
   const secret = ecdh(eph, to);
   const t = await pbkdf2(secret, eph.point, ROUNDS, 48).finally(() => secret.fill(0));
-  return { point: eph.point, t, check: checkHash(kd, ROUNDS) };
+  try {
+    const cbc = crypto.createCipheriv('aes-256-cbc', t.subarray(0, 32), t.subarray(32, 48));
+    const encryptedKey = Buffer.concat([cbc.update(kd), cbc.final()]);
+    return { point: eph.point, encryptedKey, check: checkHash(kd, ROUNDS), kd };
+  } finally {
+    t.fill(0);
+  }
 }
 
 /**
  * Make a message key and its header, encrypted to `to` (the folder's active public key). The
- * native addon does the EC work, PBKDF2 and the check hash in one call on libuv's threadpool;
- * without it, node:crypto (`portable`, or MAILSEAL_NATIVE=0) does.
+ * native addon does all of it in one call on libuv's threadpool; without it (`portable`, or
+ * MAILSEAL_NATIVE=0), node:crypto does.
  */
 export async function makeSealParams(to: EcPublicKey, portable = false): Promise<SealParams> {
-  const kd = crypto.randomBytes(KD_LENGTH);
   const native = portable ? null : nativeSeal();
-  const { point, t, check } = native ? await native.wrap(to.curve, to.point, kd, ROUNDS) : await wrapPortable(to, kd);
-  try {
-    const cbc = crypto.createCipheriv('aes-256-cbc', t.subarray(0, 32), t.subarray(32, 48));
-    const encryptedKey = Buffer.concat([cbc.update(kd), cbc.final()]);
-    const header = encodeHeader({ keyId: to.id, ephemeral: point, encryptedKey, checkHash: check }, ROUNDS);
-    return { header, kd };
-  } finally {
-    t.fill(0);
-  }
+  const w = native ? await native.wrap(to.curve, to.point, ROUNDS) : await wrapPortable(to);
+  const header = encodeHeader({ keyId: to.id, ephemeral: w.point, encryptedKey: w.encryptedKey, checkHash: w.check }, ROUNDS);
+  return { header, kd: w.kd };
 }
 
 /**

@@ -2,19 +2,20 @@
  *
  * mailseal's native key wrapping for mail_crypt v2 (spec §2.3; design.md "Where the CPU goes").
  *
- * seal(curve, peerPoint, kd, rounds) runs on libuv's threadpool and does all the fixed work of
- * one message: an ephemeral EC key on the recipient's curve and ECDH with the folder key, through
- * the system's libcrypto.so.3 (whose P-521 is ~9x faster than the OpenSSL inside node); then
- * PBKDF2-HMAC-SHA256(secret, point) and the check-hash chain over SHA-256(kd), with our own
- * SHA-256 (SHA-NI where the CPU has it). It resolves to [point, t, check]; the caller does the
- * AES-256-CBC of kd under t and writes the header.
+ * seal(curve, field, peerPoint, rounds) runs on libuv's threadpool and does all the fixed work of
+ * one message: a random message key kd (60 bytes: GCM key, IV, AAD), an ephemeral EC key on the
+ * recipient's curve and ECDH with the folder key, through the system's libcrypto.so.3 (whose
+ * P-521 is ~9x faster than the OpenSSL inside node); t = PBKDF2-HMAC-SHA256(secret, point) and
+ * the check-hash chain over SHA-256(kd), with our own SHA-256 (SHA-NI where the CPU has it); and
+ * kd encrypted under t with AES-256-CBC. It resolves to [point, encryptedKey, check, kd]; the
+ * caller writes the header and runs AES-256-GCM with kd.
  *
  * libcrypto is opened with RTLD_DEEPBIND: the node binary exports its own OpenSSL symbols, and
  * without deep binding those would serve libcrypto's internal calls (and be as slow as node's).
  * When it cannot be opened, `ec` is null and the caller uses node:crypto instead.
  *
- * The ECDH secret and the derived key exist only in this call's memory and are wiped before
- * the promise settles; the derived key t goes back to the caller, which wipes it after use. */
+ * The ECDH secret and the derived key t exist only in this call's memory and are wiped before
+ * the promise settles; kd goes back to the caller, which wipes it once the cipher has it. */
 
 #define _GNU_SOURCE
 #define NAPI_VERSION 8
@@ -41,6 +42,13 @@ typedef void (*EC_POINT_free_f)(void *);
 typedef size_t (*EC_POINT_point2oct_f)(const void *, const void *, int, unsigned char *, size_t, void *);
 typedef int (*EC_POINT_oct2point_f)(const void *, void *, const unsigned char *, size_t, void *);
 typedef int (*ECDH_compute_key_f)(void *, size_t, const void *, const void *, void *);
+typedef int (*RAND_bytes_f)(unsigned char *, int);
+typedef void *(*EVP_CIPHER_CTX_new_f)(void);
+typedef void (*EVP_CIPHER_CTX_free_f)(void *);
+typedef const void *(*EVP_aes_256_cbc_f)(void);
+typedef int (*EVP_EncryptInit_ex_f)(void *, const void *, void *, const unsigned char *, const unsigned char *);
+typedef int (*EVP_EncryptUpdate_f)(void *, unsigned char *, int *, const unsigned char *, int);
+typedef int (*EVP_EncryptFinal_ex_f)(void *, unsigned char *, int *);
 
 static struct {
   OBJ_sn2nid_f sn2nid;
@@ -54,6 +62,13 @@ static struct {
   EC_POINT_point2oct_f point2oct;
   EC_POINT_oct2point_f oct2point;
   ECDH_compute_key_f ecdh;
+  RAND_bytes_f rand;
+  EVP_CIPHER_CTX_new_f ctx_new;
+  EVP_CIPHER_CTX_free_f ctx_free;
+  EVP_aes_256_cbc_f cbc;
+  EVP_EncryptInit_ex_f enc_init;
+  EVP_EncryptUpdate_f enc_update;
+  EVP_EncryptFinal_ex_f enc_final;
 } ec;
 static const char *ec_library = NULL; /* set once loaded */
 static char ec_error[256] = "";
@@ -83,6 +98,13 @@ static void load_libcrypto(void) {
   SYM(point2oct, "EC_POINT_point2oct");
   SYM(oct2point, "EC_POINT_oct2point");
   SYM(ecdh, "ECDH_compute_key");
+  SYM(rand, "RAND_bytes");
+  SYM(ctx_new, "EVP_CIPHER_CTX_new");
+  SYM(ctx_free, "EVP_CIPHER_CTX_free");
+  SYM(cbc, "EVP_aes_256_cbc");
+  SYM(enc_init, "EVP_EncryptInit_ex");
+  SYM(enc_update, "EVP_EncryptUpdate");
+  SYM(enc_final, "EVP_EncryptFinal_ex");
 #undef SYM
   ec_library = "libcrypto.so.3 (system)";
 }
@@ -95,6 +117,7 @@ static const Sha256 *sha;
 #define MAX_POINT (1 + 2 * MAX_FIELD)
 #define KD_LEN 60
 #define T_LEN 48
+#define EKD_LEN 64 /* kd under AES-256-CBC with PKCS#7 padding */
 
 typedef struct {
   napi_async_work work;
@@ -104,22 +127,33 @@ typedef struct {
   size_t field; /* coordinate size of the curve */
   unsigned char peer[MAX_POINT];
   size_t peer_len;
-  unsigned char kd[KD_LEN];
   uint32_t rounds;
   /* out */
+  unsigned char kd[KD_LEN];
   unsigned char point[MAX_POINT];
-  unsigned char t[T_LEN];
+  unsigned char ekd[EKD_LEN];
   unsigned char check[32];
   const char *error; /* static string */
   int bad_point;
 } Job;
 
+/* out[64] = AES-256-CBC(key = t[0..32), iv = t[32..48)) of kd, PKCS#7-padded (spec §2.3). */
+static int encrypt_kd(const unsigned char t[T_LEN], const unsigned char kd[KD_LEN], unsigned char out[EKD_LEN]) {
+  void *ctx = ec.ctx_new();
+  int n = 0, m = 0, ok = ctx && ec.enc_init(ctx, ec.cbc(), NULL, t, t + 32) == 1 &&
+                        ec.enc_update(ctx, out, &n, kd, KD_LEN) == 1 && ec.enc_final(ctx, out + n, &m) == 1 &&
+                        n + m == EKD_LEN;
+  if (ctx) ec.ctx_free(ctx);
+  return ok;
+}
+
 static void seal_execute(napi_env env, void *data) {
   (void)env;
   Job *j = data;
-  unsigned char secret[MAX_FIELD];
-  void *key = ec.key_new(j->nid);
-  void *peer = NULL;
+  unsigned char secret[MAX_FIELD], t[T_LEN];
+  void *key = NULL, *peer = NULL;
+  if (ec.rand(j->kd, KD_LEN) != 1) { j->error = "libcrypto: no random bytes"; return; }
+  key = ec.key_new(j->nid);
   if (!key) { j->error = "libcrypto: unknown curve"; return; }
   if (ec.generate(key) != 1) { j->error = "libcrypto: EC key generation failed"; goto out; }
   const void *group = ec.group(key);
@@ -138,10 +172,11 @@ static void seal_execute(napi_env env, void *data) {
     j->error = "libcrypto: ECDH failed";
     goto out;
   }
-  mailcrypt_kdf(sha, secret, j->field, j->point, plen, j->kd, KD_LEN, j->rounds, j->t, j->check);
+  mailcrypt_kdf(sha, secret, j->field, j->point, plen, j->kd, KD_LEN, j->rounds, t, j->check);
+  if (!encrypt_kd(t, j->kd, j->ekd)) j->error = "libcrypto: AES-256-CBC failed";
 out:
   wipe(secret, sizeof secret);
-  wipe(j->kd, KD_LEN);
+  wipe(t, sizeof t);
   if (peer) ec.point_free(peer);
   ec.key_free(key);
 }
@@ -164,10 +199,11 @@ static void seal_complete(napi_env env, napi_status status, void *data) {
     napi_reject_deferred(env, j->deferred, err);
   } else {
     napi_value arr;
-    napi_create_array_with_length(env, 3, &arr);
+    napi_create_array_with_length(env, 4, &arr);
     napi_set_element(env, arr, 0, buffer_of(env, j->point, 1 + 2 * j->field));
-    napi_set_element(env, arr, 1, buffer_of(env, j->t, T_LEN));
+    napi_set_element(env, arr, 1, buffer_of(env, j->ekd, EKD_LEN));
     napi_set_element(env, arr, 2, buffer_of(env, j->check, 32));
+    napi_set_element(env, arr, 3, buffer_of(env, j->kd, KD_LEN));
     napi_resolve_deferred(env, j->deferred, arr);
   }
   napi_delete_async_work(env, j->work);
@@ -187,23 +223,22 @@ static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
   return napi_get_buffer_info(env, v, data, len) == napi_ok;
 }
 
-/* seal(curveName: string, fieldSize: number, peerPoint: Buffer, kd: Buffer(60), rounds): Promise */
+/* seal(curveName: string, fieldSize: number, peerPoint: Buffer, rounds): Promise */
 static napi_value js_seal(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 5) return throw_type(env, "seal(curve, field, point, kd, rounds)");
+  if (argc != 4) return throw_type(env, "seal(curve, field, point, rounds)");
   if (!ec_library) return throw_type(env, "libcrypto.so.3 is not loaded");
   char curve[32];
   size_t clen;
   if (napi_get_value_string_utf8(env, argv[0], curve, sizeof curve, &clen) != napi_ok) return throw_type(env, "curve: string");
   uint32_t field, rounds;
   if (napi_get_value_uint32(env, argv[1], &field) != napi_ok || field == 0 || field > MAX_FIELD) return throw_type(env, "field size");
-  void *peer, *kd;
-  size_t peer_len, kd_len;
+  void *peer;
+  size_t peer_len;
   if (!get_buffer(env, argv[2], &peer, &peer_len) || peer_len == 0 || peer_len > MAX_POINT) return throw_type(env, "point: Buffer");
-  if (!get_buffer(env, argv[3], &kd, &kd_len) || kd_len != KD_LEN) return throw_type(env, "kd: Buffer of 60 bytes");
-  if (napi_get_value_uint32(env, argv[4], &rounds) != napi_ok || rounds == 0 || rounds > 1000000) return throw_type(env, "rounds");
+  if (napi_get_value_uint32(env, argv[3], &rounds) != napi_ok || rounds == 0 || rounds > 1000000) return throw_type(env, "rounds");
   int nid = ec.sn2nid(curve);
   if (nid == 0) return throw_type(env, "unknown curve");
 
@@ -216,7 +251,6 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
   j->field = field;
   memcpy(j->peer, peer, peer_len);
   j->peer_len = peer_len;
-  memcpy(j->kd, kd, KD_LEN);
   j->rounds = rounds;
 
   napi_value promise, name;

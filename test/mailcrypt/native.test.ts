@@ -1,7 +1,8 @@
 // The native addon (src/native) agrees with node:crypto: PBKDF2-HMAC-SHA256 for every length
 // class of password (HMAC hashes keys over 64 bytes), salt and output; the check-hash chain; and
-// the whole wrap on every curve — the ephemeral point is on the curve, t is PBKDF2 of the ECDH
-// secret (secrets with leading zero bytes included), the check hash is the chain over SHA-256(kd).
+// the whole wrap on every curve — the ephemeral point is on the curve, the encrypted key opens
+// with PBKDF2 of the ECDH secret (secrets with leading zero bytes included), the check hash is
+// the chain over SHA-256(kd).
 // Both SHA-256 compressions (SHA-NI and portable C) are checked. The addon must be present on
 // these machines: CI exercises it, not the fallback.
 
@@ -62,9 +63,10 @@ test('the same, and a whole wrap, with the portable C compression (MAILSEAL_SHA2
     const pw = crypto.randomBytes(66), salt = crypto.randomBytes(133), h0 = crypto.randomBytes(32);
     const peer = crypto.createECDH('prime256v1');
     peer.generateKeys();
-    const kd = crypto.randomBytes(60);
-    const [point, t, check] = await a.seal('prime256v1', 32, peer.getPublicKey(), kd, 2048);
-    const wrapOk = t.equals(crypto.pbkdf2Sync(peer.computeSecret(point), point, 2048, 48, 'sha256')) &&
+    const [point, ekd, check, kd] = await a.seal('prime256v1', 32, peer.getPublicKey(), 2048);
+    const t = crypto.pbkdf2Sync(peer.computeSecret(point), point, 2048, 48, 'sha256');
+    const cbc = crypto.createDecipheriv('aes-256-cbc', t.subarray(0, 32), t.subarray(32, 48));
+    const wrapOk = Buffer.concat([cbc.update(ekd), cbc.final()]).equals(kd) &&
       check.equals(sha256Chain(crypto.createHash('sha256').update(kd).digest(), 2048));
     console.log(a.sha256, a.pbkdf2(pw, salt, 2048, 48).equals(crypto.pbkdf2Sync(pw, salt, 2048, 48, 'sha256')),
       a.chain(h0, 2048).equals(sha256Chain(h0, 2048)), wrapOk);`;
@@ -79,17 +81,21 @@ for (const curve of CURVES) {
     const native = nativeSeal()!;
     const peer = await generateKey(curve);
     let leadingZero = 0;
+    const seen = new Set<string>();
     for (let i = 0; i < 200; i++) {
-      const kd = crypto.randomBytes(60);
-      const kdCopy = Buffer.from(kd);
-      const { point, t: key, check } = await native.wrap(curve, peer.point, kd, 2048);
-      t.true(kd.equals(kdCopy), 'the caller keeps its kd');
+      const { point, encryptedKey, check, kd } = await native.wrap(curve, peer.point, 2048);
+      t.is(kd.length, 60);
+      seen.add(kd.toString('hex'));
       const eph = publicKeyFromPoint(curve, point); // throws if not on the curve
       const secret = ecdh(peer, eph);
       if (secret[0] === 0) leadingZero++;
-      if (!key.equals(crypto.pbkdf2Sync(secret, point, 2048, 48, 'sha256'))) t.fail(`t mismatch at ${i}`);
+      // What a reader does (spec §2.3): t from the ECDH secret, then kd out of the CBC.
+      const key = crypto.pbkdf2Sync(secret, point, 2048, 48, 'sha256');
+      const cbc = crypto.createDecipheriv('aes-256-cbc', key.subarray(0, 32), key.subarray(32, 48));
+      if (!Buffer.concat([cbc.update(encryptedKey), cbc.final()]).equals(kd)) t.fail(`encrypted key mismatch at ${i}`);
       if (!check.equals(checkHash(kd, 2048))) t.fail(`check hash mismatch at ${i}`);
     }
+    t.is(seen.size, 200, 'a fresh message key every time');
     t.log(`${leadingZero} secrets with a leading zero byte`);
   });
 }
@@ -97,7 +103,7 @@ for (const curve of CURVES) {
 test('a point not on the curve is refused as bad-format', async (t) => {
   const curve = CURVES[2]!;
   const bad = Buffer.concat([Buffer.from([4]), crypto.randomBytes(64)]);
-  const err = await t.throwsAsync(nativeSeal()!.wrap(curve, bad, crypto.randomBytes(60), 2048));
+  const err = await t.throwsAsync(nativeSeal()!.wrap(curve, bad, 2048));
   t.true(err instanceof MailsealError && err.code === 'bad-format');
 });
 
