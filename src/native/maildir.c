@@ -147,18 +147,27 @@ static napi_value queue(napi_env env, WriteJob *j, const char *what) {
   return promise;
 }
 
+/* A zeroed job, or NULL with a JS exception pending. */
+static WriteJob *new_job(napi_env env) {
+  WriteJob *j = calloc(1, sizeof *j);
+  if (!j) napi_throw_error(env, NULL, "out of memory");
+  return j;
+}
+
+/* A path argument into dst[PATH_MAX]; false if it is not a string or too long. */
+static int get_path(napi_env env, napi_value v, char dst[PATH_MAX]) {
+  size_t len;
+  return napi_get_value_string_utf8(env, v, dst, PATH_MAX, &len) == napi_ok && len < PATH_MAX - 1;
+}
+
 /* syncDir(path: string): Promise<void> — open, fsync, close a directory in one job. */
 napi_value js_sync_dir(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  WriteJob *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  size_t len;
-  if (argc != 1 || napi_get_value_string_utf8(env, argv[0], j->tmp, sizeof j->tmp, &len) != napi_ok || len >= sizeof j->tmp - 1) {
+  WriteJob *j = new_job(env);
+  if (!j) return NULL;
+  if (argc != 1 || !get_path(env, argv[0], j->tmp)) {
     free(j);
     napi_throw_type_error(env, NULL, "syncDir(path)");
     return NULL;
@@ -172,17 +181,11 @@ napi_value js_write_durable(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  WriteJob *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
-  size_t len;
+  WriteJob *j = new_job(env);
+  if (!j) return NULL;
   bool is_array;
   uint32_t count = 0;
-  if (argc != 3 ||
-      napi_get_value_string_utf8(env, argv[0], j->tmp, sizeof j->tmp, &len) != napi_ok || len >= sizeof j->tmp - 1 ||
-      napi_get_value_string_utf8(env, argv[1], j->final, sizeof j->final, &len) != napi_ok || len >= sizeof j->final - 1 ||
+  if (argc != 3 || !get_path(env, argv[0], j->tmp) || !get_path(env, argv[1], j->final) ||
       napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[2], &count) != napi_ok || count > MAX_BUFS) {
     free(j);
