@@ -1,11 +1,20 @@
 #!/usr/bin/env node
 // mailseal entry point: loads the TypeScript sources through tsx, then runs the CLI.
 //
-// libuv's threadpool runs the key wrapping (src/native) and every file-system call; fsync
-// holds a thread for milliseconds, so the default of 4 would leave sealing waiting behind a few
-// fsyncs. The size is read once, at the pool's first use, which is after this line.
+// CommonJS on purpose (bin/package.json): libuv's threadpool runs the key wrapping (src/native)
+// and every file-system call, and fsync holds a thread for milliseconds, so the default of 4
+// would leave sealing waiting behind a few fsyncs. Its size is read once, when the pool first
+// starts — and Node's ES-module loader starts it to read an ES-module entry file, before any of
+// that file's code runs. A CommonJS entry is read synchronously, so this line comes first.
+'use strict';
 process.env.UV_THREADPOOL_SIZE ??= '16';
-const { register } = await import('tsx/esm/api');
 
-register();
-await import('../src/main.ts');
+import('tsx/esm/api')
+  .then(({ register }) => {
+    register();
+    return import('../src/main.ts');
+  })
+  .catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });

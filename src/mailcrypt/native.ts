@@ -17,6 +17,8 @@ interface Addon {
   chain(h0: Buffer, rounds: number): Buffer;
   writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void>;
   syncDir(dir: string): Promise<void>;
+  /** The first `length` (≤ 4096) bytes of a file, or null if it does not exist; one job. */
+  readHead(file: string, length: number): Promise<Buffer | null>;
   /** CRLF → LF of `src` into `dst`; state = [held CR, LFs written]; returns the bytes written. */
   lfConvert(src: Buffer, dst: Buffer, state: Float64Array): number;
   /** Which SHA-256 compression runs: "sha-ni" or "portable". */

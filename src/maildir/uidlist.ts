@@ -7,6 +7,7 @@ import fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { badFormat, MailsealError } from '../errors.ts';
+import { nativeAddon } from '../mailcrypt/native.ts';
 
 export const UIDLIST = 'dovecot-uidlist';
 
@@ -20,11 +21,20 @@ export function parseUidlistGuid(text: string): string {
   return g.slice(1);
 }
 
-/** The GUID of the mailbox in `folder`, or null if it has no uidlist yet. */
+/**
+ * The GUID of the mailbox in `folder`, or null if it has no uidlist yet. Read afresh each time
+ * (a folder deleted and made again has a new GUID): one native job where the addon is built.
+ */
 export async function readMailboxGuid(folder: string): Promise<string | null> {
+  const file = path.join(folder, UIDLIST);
+  const native = nativeAddon();
+  if (native) {
+    const head = await native.readHead(file, 512);
+    return head === null ? null : parseUidlistGuid(head.toString('latin1'));
+  }
   let fh: fs.FileHandle;
   try {
-    fh = await fs.open(path.join(folder, UIDLIST), 'r');
+    fh = await fs.open(file, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;

@@ -142,6 +142,8 @@ export class MaildirWriter {
       done = final();
       await fs.rename(this.tmpPath, done);
     }
+    // If this fsync fails the file is in new/ but the client hears 4xx and sends again: a
+    // duplicate, never a loss.
     await syncDir(path.join(this.folder, 'new'));
     return done;
   }

@@ -10,6 +10,9 @@ napi_value js_write_durable(napi_env env, napi_callback_info info);
 /* maildir.c: syncDir(path): Promise<void> */
 napi_value js_sync_dir(napi_env env, napi_callback_info info);
 
+/* maildir.c: readHead(path, length): Promise<Buffer | null> */
+napi_value js_read_head(napi_env env, napi_callback_info info);
+
 /* lf.c: lfConvert(src, dst, state): number */
 napi_value js_lf_convert(napi_env env, napi_callback_info info);
 

@@ -4,7 +4,8 @@
  * event loop); a message that fits in memory pays one here. On any failure the tmp file is
  * removed and the promise rejects with an Error carrying `code` (ENOSPC, EEXIST, …) and
  * `syscall`, like node:fs errors. The new/ directory fsync stays with the caller, which shares
- * it between concurrent deliveries; syncDir() does that one in one job too (open, fsync, close).
+ * it between concurrent deliveries; syncDir() does that one in one job too (open, fsync, close),
+ * and readHead() reads the start of a small file (a dovecot-uidlist's header) in one job.
  * Only ciphertext is ever handed to these functions. */
 
 #define _GNU_SOURCE
@@ -27,7 +28,10 @@ typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   napi_ref keep; /* the array of buffers, alive until the job completes (NULL for syncDir) */
-  int dir_only;  /* syncDir: fsync the directory `tmp` */
+  enum { WRITE, SYNC_DIR, READ_HEAD } kind; /* SYNC_DIR and READ_HEAD use `tmp` as their path */
+  unsigned char head[4096];                  /* READ_HEAD: the first bytes of the file */
+  size_t head_len;                           /* asked for, then read */
+  int missing;                               /* READ_HEAD: ENOENT (resolves to null) */
   char tmp[PATH_MAX];
   char final[PATH_MAX];
   struct iovec iov[MAX_BUFS];
@@ -50,11 +54,37 @@ static void sync_dir(WriteJob *j) {
   close(fd);
 }
 
+static void read_head(WriteJob *j) {
+  int fd = open(j->tmp, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) j->missing = 1;
+    else {
+      j->err = errno;
+      j->syscall = "open";
+    }
+    return;
+  }
+  ssize_t n;
+  do n = pread(fd, j->head, j->head_len, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    j->err = errno;
+    j->syscall = "read";
+  } else {
+    j->head_len = (size_t)n;
+  }
+  close(fd);
+}
+
 static void write_execute(napi_env env, void *data) {
   (void)env;
   WriteJob *j = data;
-  if (j->dir_only) {
+  if (j->kind == SYNC_DIR) {
     sync_dir(j);
+    return;
+  }
+  if (j->kind == READ_HEAD) {
+    read_head(j);
     return;
   }
   int fd = open(j->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -123,9 +153,16 @@ static void write_complete(napi_env env, napi_status status, void *data) {
     napi_set_named_property(env, err, "errno", no);
     napi_reject_deferred(env, j->deferred, err);
   } else {
-    napi_value undef;
-    napi_get_undefined(env, &undef);
-    napi_resolve_deferred(env, j->deferred, undef);
+    napi_value v;
+    if (j->kind == READ_HEAD && !j->missing) {
+      void *dst;
+      napi_create_buffer_copy(env, j->head_len, j->head, &dst, &v);
+    } else if (j->kind == READ_HEAD) {
+      napi_get_null(env, &v);
+    } else {
+      napi_get_undefined(env, &v);
+    }
+    napi_resolve_deferred(env, j->deferred, v);
   }
   if (j->keep) napi_delete_reference(env, j->keep);
   napi_delete_async_work(env, j->work);
@@ -172,8 +209,28 @@ napi_value js_sync_dir(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "syncDir(path)");
     return NULL;
   }
-  j->dir_only = 1;
+  j->kind = SYNC_DIR;
   return queue(env, j, "mailseal.syncDir");
+}
+
+/* readHead(path: string, length ≤ 4096): Promise<Buffer | null> — open, pread from 0, close in
+ * one job; null if the file does not exist. */
+napi_value js_read_head(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  WriteJob *j = new_job(env);
+  if (!j) return NULL;
+  uint32_t len;
+  if (argc != 2 || !get_path(env, argv[0], j->tmp) || napi_get_value_uint32(env, argv[1], &len) != napi_ok ||
+      len == 0 || len > sizeof j->head) {
+    free(j);
+    napi_throw_type_error(env, NULL, "readHead(path, length ≤ 4096)");
+    return NULL;
+  }
+  j->kind = READ_HEAD;
+  j->head_len = len;
+  return queue(env, j, "mailseal.readHead");
 }
 
 /* writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void> */
@@ -208,7 +265,13 @@ napi_value js_write_durable(napi_env env, napi_callback_info info) {
     j->iov[j->niov].iov_len = n;
     j->niov++;
   }
-  napi_create_reference(env, argv[2], 1, &j->keep);
+  /* The array holds the buffers: it must stay as it is until the promise settles (the callers
+   * pass an array they no longer touch). */
+  if (napi_create_reference(env, argv[2], 1, &j->keep) != napi_ok) {
+    free(j);
+    napi_throw_error(env, NULL, "writeDurable: cannot keep the buffers");
+    return NULL;
+  }
   return queue(env, j, "mailseal.writeDurable");
 }
 
@@ -223,6 +286,7 @@ const char *errno_name(int e) {
     case EIO: return "EIO";
     case EROFS: return "EROFS";
     case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
     case EMFILE: return "EMFILE";
     case ENFILE: return "ENFILE";
     case ENAMETOOLONG: return "ENAMETOOLONG";

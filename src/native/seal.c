@@ -163,7 +163,11 @@ static void seal_execute(napi_env env, void *data) {
     goto out;
   }
   peer = ec.point_new(group);
-  if (!peer || ec.oct2point(group, peer, j->peer, j->peer_len, NULL) != 1) {
+  if (!peer) {
+    j->error = "libcrypto: out of memory";
+    goto out;
+  }
+  if (ec.oct2point(group, peer, j->peer, j->peer_len, NULL) != 1) {
     j->error = "invalid public key point";
     j->bad_point = 1;
     goto out;
@@ -328,6 +332,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"chain", NULL, js_chain, NULL, NULL, NULL, napi_enumerable, NULL},
     {"writeDurable", NULL, js_write_durable, NULL, NULL, NULL, napi_enumerable, NULL},
     {"syncDir", NULL, js_sync_dir, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"readHead", NULL, js_read_head, NULL, NULL, NULL, napi_enumerable, NULL},
     {"lfConvert", NULL, js_lf_convert, NULL, NULL, NULL, napi_enumerable, NULL},
     {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, sha->name), napi_enumerable, NULL},
     {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},

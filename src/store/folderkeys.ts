@@ -1,7 +1,7 @@
 // The public key a folder's new mail is sealed to, as the delivery path needs it: read from the
 // user's dict, cached, and re-read when the file changes (Dovecot and the CLI replace it by
-// rename, so a changed inode, size or mtime means new contents); the folder's mailbox GUID
-// likewise from its dovecot-uidlist. A folder without a key gets
+// rename, so a changed inode, size or mtime means new contents). The folder's mailbox GUID is
+// read from its dovecot-uidlist every time: one small read, and never a stale GUID. A folder without a key gets
 // one, created under the dict lock and encrypted to the user's active public key (spec §7.3);
 // a user without a key is a `no-key` error (451: never plaintext).
 
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { MailsealError } from '../errors.ts';
 import { type EcPublicKey, generateKey, publicOnly } from '../mailcrypt/keys.ts';
 import { formatPrivateKey, formatPublicKey } from '../mailcrypt/keystring.ts';
-import { ensureMailbox, readMailboxGuid, UIDLIST } from '../maildir/uidlist.ts';
+import { ensureMailbox, readMailboxGuid } from '../maildir/uidlist.ts';
 import { readDict, updateDict } from './dictfile.ts';
 import { activePublicKey, putKey } from './keyring.ts';
 
@@ -41,27 +41,10 @@ const same = (a: Stamp, b: Stamp) => !!a && !!b && a.ino === b.ino && a.size ===
 
 export class FolderKeys {
   private cache = new Map<string, Cached>();
-  /** Mailbox GUID by folder, with the stamp of the uidlist it was read from. */
-  private guids = new Map<string, { stamp: Stamp; guid: string }>();
 
-  /** Forget every cached dict and GUID. */
+  /** Forget every cached dict. */
   clear(): void {
     this.cache.clear();
-    this.guids.clear();
-  }
-
-  /** The GUID of `folder`'s mailbox (from its uidlist), or null if it has none yet. */
-  private async guid(folder: string, st: Stamp): Promise<string | null> {
-    const hit = this.guids.get(folder);
-    if (hit && same(hit.stamp, st)) return hit.guid;
-    const guid = st ? await readMailboxGuid(folder) : null;
-    if (guid && st) {
-      if (this.guids.size > 100_000) this.guids.clear();
-      this.guids.set(folder, { stamp: st, guid });
-    } else {
-      this.guids.delete(folder);
-    }
-    return guid;
   }
 
   /** The dict of a Maildir, from cache if the file is unchanged (`st`: its stamp now). */
@@ -82,9 +65,9 @@ export class FolderKeys {
    * @throws MailsealError no-key (no user key: the user was never keyed), bad-format (damaged dict).
    */
   async activeKey(maildir: string, folder: string): Promise<EcPublicKey> {
-    // Two stats when nothing changed; the uidlist and the dict are read again only when replaced.
-    const [uidlist, dictStamp] = await Promise.all([stamp(path.join(folder, UIDLIST)), stamp(path.join(maildir, DICT_NAME))]);
-    const guid = (await this.guid(folder, uidlist)) ?? (await ensureMailbox(folder));
+    // The GUID read afresh (a re-created folder is a new mailbox), beside a stat of the dict.
+    const [found, dictStamp] = await Promise.all([readMailboxGuid(folder), stamp(path.join(maildir, DICT_NAME))]);
+    const guid = found ?? (await ensureMailbox(folder));
     const c = await this.dict(maildir, dictStamp);
     let key = c.keys.get(guid);
     if (key === undefined) {

@@ -17,9 +17,11 @@ import { nativeAddon, nativeSeal, nativeStatus } from '../../src/mailcrypt/nativ
 import { sha256Chain } from '../../src/mailcrypt/sha256chain.ts';
 import { REPO } from '../helpers/vectors.ts';
 
-test('the addon is built and the system libcrypto is loaded', (t) => {
+test('the addon is built and the system libcrypto is loaded', async (t) => {
   t.truthy(nativeAddon(), nativeStatus());
   t.truthy(nativeSeal(), nativeStatus());
+  const fs = await import('node:fs');
+  if (/\bsha_ni\b/.test(fs.readFileSync('/proc/cpuinfo', 'utf8'))) t.is(nativeAddon()!.sha256, 'sha-ni', 'the CPU has SHA-NI: it is used');
   t.log(nativeStatus());
 });
 
@@ -122,4 +124,22 @@ test('with MAILSEAL_NATIVE=0 the node:crypto fallback seals messages that open',
     cwd: REPO, env: { ...process.env, MAILSEAL_NATIVE: '0' }, encoding: 'utf8',
   });
   t.is(out.trim(), 'true fallback works');
+});
+
+test('readHead: the first bytes of a file in one job, null for a missing file, errors as node:fs codes', async (t) => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'msh-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'dovecot-uidlist');
+  const body = Buffer.concat([Buffer.from('3 V1 N1 G0123456789abcdef0123456789abcdef\n'), crypto.randomBytes(5000)]);
+  fs.writeFileSync(file, body);
+  const a = nativeAddon()!;
+  t.deepEqual(await a.readHead(file, 512), body.subarray(0, 512));
+  t.deepEqual(await a.readHead(file, 4096), body.subarray(0, 4096));
+  t.is(await a.readHead(path.join(dir, 'none'), 512), null);
+  const err = await t.throwsAsync(a.readHead(dir, 512)) as NodeJS.ErrnoException; // a directory: EISDIR on read
+  t.is(err.syscall, 'read');
+  t.throws(() => a.readHead(file, 5000), { instanceOf: TypeError });
 });
