@@ -4,6 +4,7 @@
 // worker thread, whose environment (MAILSEAL_NATIVE) picks the path as it does in the agent.
 
 import { Worker } from 'node:worker_threads';
+import { workerBoot } from '../workerboot.ts';
 
 export interface CryptoCost {
   curve: string;
@@ -18,9 +19,8 @@ export interface CryptoCost {
   wallMs: number;
 }
 
-/** Worker bootstrap: register tsx (as bin/mailseal.js does), then load the TypeScript body. */
-const BOOT = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})` +
-  `.then((m) => { m.register(); return import(${JSON.stringify(new URL('./cryptocost-worker.ts', import.meta.url).href)}); })`;
+/** Worker bootstrap: cryptocost-worker.js, or the .ts under tsx. */
+const BOOT = workerBoot(import.meta.url, 'cryptocost-worker');
 
 /** Seal up to `ops` empty messages (at most `seconds`) on `curve` through one EC path. */
 export function measureCryptoCost(curve: string, path: 'native' | 'node', ops: number, seconds: number): Promise<CryptoCost> {

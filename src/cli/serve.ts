@@ -99,7 +99,8 @@ export function registerServe(program: Command): void {
         logger.warn('running as root: give --user vmail (the owner of the mail store) to drop privileges');
       }
       const sealing = nativeStatus();
-      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, sealing }, 'mailseal serving LMTP');
+      const code = process.env.MAILSEAL_CODE ?? 'src';
+      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, sealing, code }, 'mailseal serving LMTP');
 
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down: finishing transactions in flight');

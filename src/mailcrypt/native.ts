@@ -51,7 +51,8 @@ export interface NativeSeal {
   wrap(curve: Curve, peerPoint: Buffer, rounds: number): Promise<Wrapped>;
 }
 
-const ADDON = '../native/build/Release/mailseal_native.node';
+/** From src/mailcrypt/ and from dist/mailcrypt/ alike: the addon is built in src/native/. */
+const ADDON = '../../src/native/build/Release/mailseal_native.node';
 
 let addon: Addon | null | undefined;
 let why = '';

@@ -5,6 +5,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { MailsealError } from '../errors.ts';
+import { workerBoot } from '../workerboot.ts';
 import type { EcPublicKey } from './keys.ts';
 import type { SealParams } from './seal.ts';
 
@@ -13,9 +14,8 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-/** Worker bootstrap: register tsx (as bin/mailseal.js does), then load the TypeScript body. */
-const BOOT = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})` +
-  `.then((m) => { m.register(); return import(${JSON.stringify(new URL('./seal-worker.ts', import.meta.url).href)}); })`;
+/** Worker bootstrap: seal-worker.js, or seal-worker.ts under tsx. */
+const BOOT = workerBoot(import.meta.url, 'seal-worker');
 
 /** Longest wait before a worker that keeps dying at start is tried again. */
 const MAX_BACKOFF_MS = 30_000;
