@@ -197,6 +197,13 @@ static int get_path(napi_env env, napi_value v, char dst[PATH_MAX]) {
   return napi_get_value_string_utf8(env, v, dst, PATH_MAX, &len) == napi_ok && len < PATH_MAX - 1;
 }
 
+/* Free the job, throw a TypeError with the usage line. */
+static napi_value usage(napi_env env, WriteJob *j, const char *text) {
+  free(j);
+  napi_throw_type_error(env, NULL, text);
+  return NULL;
+}
+
 /* syncDir(path: string): Promise<void> — open, fsync, close a directory in one job. */
 napi_value js_sync_dir(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -204,11 +211,7 @@ napi_value js_sync_dir(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   WriteJob *j = new_job(env);
   if (!j) return NULL;
-  if (argc != 1 || !get_path(env, argv[0], j->tmp)) {
-    free(j);
-    napi_throw_type_error(env, NULL, "syncDir(path)");
-    return NULL;
-  }
+  if (argc != 1 || !get_path(env, argv[0], j->tmp)) return usage(env, j, "syncDir(path)");
   j->kind = SYNC_DIR;
   return queue(env, j, "mailseal.syncDir");
 }
@@ -224,9 +227,7 @@ napi_value js_read_head(napi_env env, napi_callback_info info) {
   uint32_t len;
   if (argc != 2 || !get_path(env, argv[0], j->tmp) || napi_get_value_uint32(env, argv[1], &len) != napi_ok ||
       len == 0 || len > sizeof j->head) {
-    free(j);
-    napi_throw_type_error(env, NULL, "readHead(path, length ≤ 4096)");
-    return NULL;
+    return usage(env, j, "readHead(path, length ≤ 4096)");
   }
   j->kind = READ_HEAD;
   j->head_len = len;
@@ -245,9 +246,7 @@ napi_value js_write_durable(napi_env env, napi_callback_info info) {
   if (argc != 3 || !get_path(env, argv[0], j->tmp) || !get_path(env, argv[1], j->final) ||
       napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
       napi_get_array_length(env, argv[2], &count) != napi_ok || count > MAX_BUFS) {
-    free(j);
-    napi_throw_type_error(env, NULL, "writeDurable(tmpPath, finalPath, buffers[≤64])");
-    return NULL;
+    return usage(env, j, "writeDurable(tmpPath, finalPath, buffers[≤64])");
   }
   for (uint32_t i = 0; i < count; i++) {
     napi_value b;
@@ -256,9 +255,7 @@ napi_value js_write_durable(napi_env env, napi_callback_info info) {
     size_t n;
     if (napi_get_element(env, argv[2], i, &b) != napi_ok || napi_is_buffer(env, b, &is_buf) != napi_ok || !is_buf ||
         napi_get_buffer_info(env, b, &p, &n) != napi_ok) {
-      free(j);
-      napi_throw_type_error(env, NULL, "writeDurable: buffers must be Buffers");
-      return NULL;
+      return usage(env, j, "writeDurable: buffers must be Buffers");
     }
     if (n == 0) continue;
     j->iov[j->niov].iov_base = p;
