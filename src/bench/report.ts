@@ -102,7 +102,7 @@ export function renderReport(rep: BenchReport, runs: number): string {
   if (rep.profile) {
     out.push('');
     out.push(`Agent CPU profile (${rep.profile.dir}): top self time during the timed runs`);
-    out.push('  (V8 sees JavaScript threads only: PBKDF2 on libuv\'s threadpool and kernel time are not in it)');
+    out.push('  (V8 sees JavaScript threads only: the native sealing and file jobs on libuv\'s threadpool and kernel time are not in it)');
     for (const p of rep.profile.summary) {
       out.push(`  ${p.threads}: ${num(p.busyMs / 1000, 2)} s busy of ${num(p.totalMs / 1000, 2)} s`);
       out.push(table(p.top.map((e) => [pct(e.share), `${num(e.selfMs, 0)} ms`, e.fn]), 'rrl', '    '));
