@@ -15,7 +15,8 @@ interface Addon {
   seal(curve: string, field: number, point: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer, Buffer]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
   chain(h0: Buffer, rounds: number): Buffer;
-  writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void>;
+  /** With `syncDir`, that directory is fsynced after the rename, in the same job. */
+  writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[], syncDir?: string): Promise<void>;
   syncDir(dir: string): Promise<void>;
   /** The first `length` (≤ 4096) bytes of a file, or null if it does not exist; one job. */
   readHead(file: string, length: number): Promise<Buffer | null>;

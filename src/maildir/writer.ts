@@ -12,12 +12,15 @@ import { nativeSyncDir, nativeWriteDurable } from '../mailcrypt/native.ts';
 import { makeMaildirName } from './filename.ts';
 
 let seq = 0;
+// Read once: process.pid and os.hostname() are a system call on every access.
+const PID = process.pid;
+const HOST = hostname();
 
 /** A unique base name: `<sec>.M<usec>P<pid>Q<n>.<host>` (Dovecot's form). */
 export function uniqueBase(now = Date.now()): string {
   const sec = Math.floor(now / 1000);
   const usec = (now % 1000) * 1000 + Math.floor(Math.random() * 1000);
-  return makeMaildirName({ sec, usec, pid: process.pid, seq: ++seq, host: hostname() });
+  return makeMaildirName({ sec, usec, pid: PID, seq: ++seq, host: HOST });
 }
 
 interface Round {
@@ -28,6 +31,16 @@ interface Round {
 class DirSyncer {
   private running = new Map<string, Round>();
   private next = new Map<string, Round>();
+
+  /**
+   * If no fsync of `dir` is running or queued, run `work` as this round — work that renames into
+   * `dir` and then fsyncs it, in one job — and return its promise; else null (then rename and
+   * call sync()). Whoever renames into `dir` meanwhile joins the round after it, as with sync().
+   */
+  lead(dir: string, work: () => Promise<void>): Promise<void> | null {
+    if (this.running.has(dir) || this.next.has(dir)) return null;
+    return this.start(dir, work).promise;
+  }
 
   sync(dir: string): Promise<void> {
     const queued = this.next.get(dir);
@@ -45,23 +58,26 @@ class DirSyncer {
     return round.promise;
   }
 
-  private start(dir: string): Round {
-    const native = nativeSyncDir();
+  private start(dir: string, work = () => fsyncDir(dir)): Round {
     const round: Round = {
-      promise: (async () => {
-        if (native) return native(dir);
-        const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-        try {
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
-      })().finally(() => {
+      promise: work().finally(() => {
         if (this.running.get(dir) === round) this.running.delete(dir);
       }),
     };
     this.running.set(dir, round);
     return round;
+  }
+}
+
+/** open, fsync, close a directory (one native job where the addon is built). */
+async function fsyncDir(dir: string): Promise<void> {
+  const native = nativeSyncDir();
+  if (native) return native(dir);
+  const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 
@@ -124,9 +140,16 @@ export class MaildirWriter {
     const durable = nativeWriteDurable();
     if (tail.length > 64) tail = [Buffer.concat(tail)]; // many small chunks (a slow client)
     let done = '';
+    const newDir = path.join(this.folder, 'new');
     if (!this.fh && durable) {
       for (let attempt = 0; !done; attempt++) {
         try {
+          // Usually nobody else is syncing new/: then its fsync goes in the same job too.
+          const led = dirSyncer.lead(newDir, () => durable(this.tmpPath, final(), tail, newDir));
+          if (led) {
+            await led;
+            return final();
+          }
           await durable(this.tmpPath, final(), tail);
           done = final();
         } catch (err) {
@@ -144,7 +167,7 @@ export class MaildirWriter {
     }
     // If this fsync fails the file is in new/ but the client hears 4xx and sends again: a
     // duplicate, never a loss.
-    await syncDir(path.join(this.folder, 'new'));
+    await syncDir(newDir);
     return done;
   }
 

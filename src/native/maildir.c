@@ -34,14 +34,15 @@ typedef struct {
   int missing;                               /* READ_HEAD: ENOENT (resolves to null) */
   char tmp[PATH_MAX];
   char final[PATH_MAX];
+  char dir[PATH_MAX]; /* WRITE: if set, the directory to fsync after the rename (new/) */
   struct iovec iov[MAX_BUFS];
   int niov;
   int err;
   const char *syscall;
 } WriteJob;
 
-static void sync_dir(WriteJob *j) {
-  int fd = open(j->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+static void sync_dir(WriteJob *j, const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     j->err = errno;
     j->syscall = "open";
@@ -80,7 +81,7 @@ static void write_execute(napi_env env, void *data) {
   (void)env;
   WriteJob *j = data;
   if (j->kind == SYNC_DIR) {
-    sync_dir(j);
+    sync_dir(j, j->tmp);
     return;
   }
   if (j->kind == READ_HEAD) {
@@ -130,6 +131,9 @@ static void write_execute(napi_env env, void *data) {
     j->syscall = "rename";
     goto fail;
   }
+  /* The file is in new/ now: a failing directory fsync is reported (4xx: the client sends again,
+   * a duplicate at worst) but cannot be undone. */
+  if (j->dir[0]) sync_dir(j, j->dir);
   return;
 fail:
   if (fd >= 0) close(fd);
@@ -234,19 +238,23 @@ napi_value js_read_head(napi_env env, napi_callback_info info) {
   return queue(env, j, "mailseal.readHead");
 }
 
-/* writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[]): Promise<void> */
+/* writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[], syncDir?: string):
+ * Promise<void> — with syncDir, that directory (new/) is fsynced after the rename, in the same job. */
 napi_value js_write_durable(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   WriteJob *j = new_job(env);
   if (!j) return NULL;
   bool is_array;
   uint32_t count = 0;
-  if (argc != 3 || !get_path(env, argv[0], j->tmp) || !get_path(env, argv[1], j->final) ||
+  napi_valuetype t4 = napi_undefined;
+  if (argc == 4) napi_typeof(env, argv[3], &t4);
+  if (argc < 3 || !get_path(env, argv[0], j->tmp) || !get_path(env, argv[1], j->final) ||
       napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
-      napi_get_array_length(env, argv[2], &count) != napi_ok || count > MAX_BUFS) {
-    return usage(env, j, "writeDurable(tmpPath, finalPath, buffers[≤64])");
+      napi_get_array_length(env, argv[2], &count) != napi_ok || count > MAX_BUFS ||
+      (t4 != napi_undefined && !get_path(env, argv[3], j->dir))) {
+    return usage(env, j, "writeDurable(tmpPath, finalPath, buffers[≤64], syncDir?)");
   }
   for (uint32_t i = 0; i < count; i++) {
     napi_value b;
