@@ -270,7 +270,7 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
   return promise;
 }
 
-/* pbkdf2(password, salt, rounds, length): Buffer — synchronous, for tests and the fallback path. */
+/* pbkdf2(password, salt, rounds, length): Buffer — synchronous: the primitive alone, for tests. */
 static napi_value js_pbkdf2(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -290,7 +290,7 @@ static napi_value js_pbkdf2(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* chain(h0: Buffer(32), rounds): Buffer — synchronous. */
+/* chain(h0: Buffer(32), rounds): Buffer — synchronous: the primitive alone, for tests. */
 static napi_value js_chain(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];

@@ -34,6 +34,11 @@ static inline void store_be32(uint8_t *p, uint32_t v) {
   memcpy(p, &v, 4);
 }
 
+/* n state words, big-endian, to out (a digest, or the first bytes of the next block). */
+static inline void store_words(uint8_t *out, const uint32_t *w, int n) {
+  for (int i = 0; i < n; i++) store_be32(out + 4 * i, w[i]);
+}
+
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
 static void compress_portable(uint32_t s[8], const uint8_t block[64]) {
@@ -156,7 +161,7 @@ void sha256_finish(sha256_compress_fn f, const uint32_t state[8], uint64_t prefi
   }
   for (int i = 0; i < 8; i++) block[63 - i] = (uint8_t)(bits >> (8 * i));
   f(s, block);
-  for (int i = 0; i < 8; i++) store_be32(out + 4 * i, s[i]);
+  store_words(out, s, 8);
   wipe(s, sizeof s);
   wipe(block, sizeof block);
 }
@@ -205,7 +210,8 @@ static void pbkdf2_first(sha256_compress_fn f, const uint32_t inner[8], const ui
   pad32(u, 64 + 32);
   memcpy(st, outer, sizeof st);
   f(st, u);
-  for (int i = 0; i < 8; i++) store_be32(u + 4 * i, acc[i] = st[i]);
+  memcpy(acc, st, sizeof st);
+  store_words(u, st, 8);
   wipe(buf, sizeof buf);
   wipe(st, sizeof st);
 }
@@ -221,16 +227,14 @@ void pbkdf2_sha256(sha256_compress_fn f, const uint8_t *pw, size_t pwlen, const 
     for (uint32_t r = 1; r < rounds; r++) {
       memcpy(s, inner, sizeof s);
       f(s, u);
-      for (int i = 0; i < 8; i++) store_be32(u + 4 * i, s[i]);
+      store_words(u, s, 8);
       memcpy(s, outer, sizeof s);
       f(s, u);
-      for (int i = 0; i < 8; i++) {
-        store_be32(u + 4 * i, s[i]);
-        acc[i] ^= s[i];
-      }
+      store_words(u, s, 8);
+      for (int i = 0; i < 8; i++) acc[i] ^= s[i];
     }
     uint8_t t[32];
-    for (int i = 0; i < 8; i++) store_be32(t + 4 * i, acc[i]);
+    store_words(t, acc, 8);
     size_t take = outlen < 32 ? outlen : 32;
     memcpy(out, t, take);
     wipe(t, sizeof t);
@@ -263,24 +267,22 @@ void mailcrypt_kdf(const Sha256 *h, const uint8_t *secret, size_t secretlen, con
       memcpy(sa, inner, sizeof sa);
       memcpy(sb, inner, sizeof sb);
       h->many(s3, b3, 3);
-      for (int k = 0; k < 8; k++) {
-        store_be32(ua + 4 * k, sa[k]);
-        store_be32(ub + 4 * k, sb[k]);
-      }
+      store_words(ua, sa, 8);
+      store_words(ub, sb, 8);
       memcpy(sa, outer, sizeof sa);
       memcpy(sb, outer, sizeof sb);
       h->many(s3, b3, 2);
+      store_words(ua, sa, 8);
+      store_words(ub, sb, 8);
       for (int k = 0; k < 8; k++) {
-        store_be32(ua + 4 * k, sa[k]);
-        store_be32(ub + 4 * k, sb[k]);
         acca[k] ^= sa[k];
         accb[k] ^= sb[k];
       }
     }
-    for (int k = 0; k < 8; k++) store_be32(c + 4 * k, sc[k]);
+    store_words(c, sc, 8);
   }
-  for (int k = 0; k < 8; k++) store_be32(t + 4 * k, acca[k]);
-  for (int k = 0; k < 4; k++) store_be32(t + 32 + 4 * k, accb[k]);
+  store_words(t, acca, 8);
+  store_words(t + 32, accb, 4);
   memcpy(check, c, 32);
   wipe(ua, sizeof ua); wipe(ub, sizeof ub); wipe(c, sizeof c);
   wipe(inner, sizeof inner); wipe(outer, sizeof outer); wipe(acca, sizeof acca); wipe(accb, sizeof accb);
@@ -297,7 +299,7 @@ void sha256_chain(sha256_compress_fn f, uint8_t h[32], uint32_t rounds) {
     block[36] = 0x80;
     memcpy(s, IV, sizeof s);
     f(s, block);
-    for (int j = 0; j < 8; j++) store_be32(block + 4 * j, s[j]);
+    store_words(block, s, 8);
   }
   memcpy(h, block, 32);
   wipe(block, sizeof block);
