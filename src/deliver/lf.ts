@@ -3,7 +3,7 @@
 // addon does the conversion where it is built (src/native/lf.c); this file has the same in
 // TypeScript for where it is not.
 
-import { nativeAddon } from '../mailcrypt/native.ts';
+import { type Addon, nativeAddon } from '../mailcrypt/native.ts';
 
 /** Stateful CRLF → LF converter; feed chunks in order, then call `end()`. */
 export class LfConverter {
@@ -12,17 +12,16 @@ export class LfConverter {
   /** Line feeds produced so far; W = size + lines. */
   lines = 0;
   private cr = false; // the previous chunk ended in CR
-  private readonly native: NonNullable<ReturnType<typeof nativeAddon>>['lfConvert'] | null;
+  private readonly native: Addon['lfConvert'] | null;
   /** [held CR (0/1), LFs of the last chunk]: shared with the native converter. */
   private readonly state = new Float64Array(2);
+  /** Reused output of the native converter. */
+  private scratch = Buffer.alloc(0);
 
   /** `portable`: the TypeScript converter even where the native addon is built (tests). */
   constructor(portable = false) {
     this.native = portable ? null : (nativeAddon()?.lfConvert ?? null);
   }
-
-  /** Reused output of the native converter. */
-  private scratch = Buffer.alloc(0);
 
   /**
    * Convert one chunk. A trailing CR is held back until the next chunk shows what follows.

@@ -1,17 +1,18 @@
 // The native addon (src/native/, built by `npm ci` through node-gyp). Key wrapping: the fixed
 // per-message work of mail_crypt v2 — message key, ephemeral EC key + ECDH through the system's
 // libcrypto.so.3 (deep-bound: node's own OpenSSL has no fast P-521), PBKDF2-HMAC-SHA256 and the
-// check-hash chain with SHA-NI where the CPU has it, the key's AES-256-CBC — in one call on libuv's threadpool (design.md, "Where the
-// CPU goes"). If the addon is not built, libcrypto.so.3 is missing, or MAILSEAL_NATIVE=0, callers
-// use the node:crypto path (in worker threads). Results are checked against node:crypto in
-// test/mailcrypt/native.test.ts and, end to end, by real Dovecot. Also a durable Maildir write in
-// one threadpool job (src/maildir/writer.ts).
+// check-hash chain with SHA-NI where the CPU has it, the key's AES-256-CBC — in one call on
+// libuv's threadpool (design.md, "Where the CPU goes"). If the addon is not built, libcrypto.so.3
+// is missing, or MAILSEAL_NATIVE=0, callers use the node:crypto path (in worker threads). Results
+// are checked against node:crypto in test/mailcrypt/native.test.ts and, end to end, by real
+// Dovecot. Its file jobs (durable write, directory fsync, uidlist head) and CRLF → LF serve
+// src/maildir and src/deliver, through nativeAddon().
 
 import { createRequire } from 'node:module';
 import { badFormat, MailsealError } from '../errors.ts';
 import type { Curve } from './curves.ts';
 
-interface Addon {
+export interface Addon {
   seal(curve: string, field: number, point: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer, Buffer]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
   chain(h0: Buffer, rounds: number): Buffer;
@@ -101,17 +102,4 @@ export function nativeSeal(): NativeSeal | null {
 export function nativeStatus(): string {
   const s = nativeSeal();
   return s ? `native (${s.description})` : `node:crypto in worker threads (slower for P-521: ${why})`;
-}
-
-/**
- * The native durable write (create tmp/ file O_EXCL 0600, write, fsync, close, rename; the tmp
- * file removed on failure; errors carry node:fs-style `code`s), or null without the addon.
- */
-export function nativeWriteDurable(): Addon['writeDurable'] | null {
-  return nativeAddon()?.writeDurable ?? null;
-}
-
-/** The native directory fsync (open, fsync, close in one job), or null without the addon. */
-export function nativeSyncDir(): Addon['syncDir'] | null {
-  return nativeAddon()?.syncDir ?? null;
 }

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { hostname } from '../config.ts';
-import { nativeSyncDir, nativeWriteDurable } from '../mailcrypt/native.ts';
+import { nativeAddon } from '../mailcrypt/native.ts';
 import { makeMaildirName } from './filename.ts';
 
 let seq = 0;
@@ -71,8 +71,8 @@ class DirSyncer {
 
 /** open, fsync, close a directory (one native job where the addon is built). */
 async function fsyncDir(dir: string): Promise<void> {
-  const native = nativeSyncDir();
-  if (native) return native(dir);
+  const native = nativeAddon();
+  if (native) return native.syncDir(dir);
   const fh = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await fh.sync();
@@ -106,16 +106,21 @@ export class MaildirWriter {
     return path.join(this.folder, 'tmp', this.base);
   }
 
-  /** Create `tmp/<unique>` (O_EXCL, mode 0600), with a new name if one is taken. */
-  private async open(): Promise<fs.FileHandle> {
+  /** Run `create` (which makes tmp/<base> with O_EXCL) again under a new name while the name is taken. */
+  private async freshName<T>(create: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return (this.fh = await fs.open(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600));
+        return await create();
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 5) throw err;
         this.base = uniqueBase();
       }
     }
+  }
+
+  /** Create `tmp/<unique>` (O_EXCL, mode 0600). */
+  private async open(): Promise<fs.FileHandle> {
+    return (this.fh = await this.freshName(() => fs.open(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)));
   }
 
   /** Append `bufs` (one writev; the rest again after a short write). */
@@ -137,38 +142,29 @@ export class MaildirWriter {
    */
   async commit(size: number, vsize: number, tail: Buffer[] = []): Promise<string> {
     const final = () => path.join(this.folder, 'new', `${this.base},S=${size},W=${vsize}`);
-    const durable = nativeWriteDurable();
-    if (tail.length > 64) tail = [Buffer.concat(tail)]; // many small chunks (a slow client)
-    let done = '';
     const newDir = path.join(this.folder, 'new');
-    if (!this.fh && durable) {
-      for (let attempt = 0; !done; attempt++) {
-        try {
-          // Usually nobody else is syncing new/: then its fsync goes in the same job too.
-          const led = dirSyncer.lead(newDir, () => durable(this.tmpPath, final(), tail, newDir));
-          if (led) {
-            await led;
-            return final();
-          }
-          await durable(this.tmpPath, final(), tail);
-          done = final();
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 5) throw err;
-          this.base = uniqueBase();
-        }
-      }
+    const native = nativeAddon();
+    if (tail.length > 64) tail = [Buffer.concat(tail)]; // many small chunks (a slow client)
+    if (!this.fh && native) {
+      const led = await this.freshName(async () => {
+        // Usually nobody else is syncing new/: then its fsync goes in the same job too.
+        const round = dirSyncer.lead(newDir, () => native.writeDurable(this.tmpPath, final(), tail, newDir));
+        if (round) return round.then(() => true);
+        await native.writeDurable(this.tmpPath, final(), tail);
+        return false;
+      });
+      if (led) return final();
     } else {
       await this.write(tail);
       const fh = this.fh ?? (await this.open());
       await fh.sync();
       await this.close();
-      done = final();
-      await fs.rename(this.tmpPath, done);
+      await fs.rename(this.tmpPath, final());
     }
     // If this fsync fails the file is in new/ but the client hears 4xx and sends again: a
     // duplicate, never a loss.
     await syncDir(newDir);
-    return done;
+    return final();
   }
 
   /** Give up: close and remove the tmp file, if there is one. Never throws. */

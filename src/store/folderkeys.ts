@@ -1,9 +1,9 @@
 // The public key a folder's new mail is sealed to, as the delivery path needs it: read from the
 // user's dict, cached, and re-read when the file changes (Dovecot and the CLI replace it by
 // rename, so a changed inode, size or mtime means new contents). The folder's mailbox GUID is
-// read from its dovecot-uidlist every time: one small read, and never a stale GUID. A folder without a key gets
-// one, created under the dict lock and encrypted to the user's active public key (spec §7.3);
-// a user without a key is a `no-key` error (451: never plaintext).
+// read from its dovecot-uidlist every time: one small read, and never a stale GUID. A folder
+// without a key gets one, created under the dict lock and encrypted to the user's active public
+// key (spec §7.3); a user without a key is a `no-key` error (451: never plaintext).
 
 import fs from 'node:fs/promises';
 import path from 'node:path';
