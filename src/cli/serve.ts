@@ -7,6 +7,7 @@ import { type Db, openDb } from '../accounts/db.ts';
 import { DEFAULTS, parseListen } from '../config.ts';
 import { createResolver } from '../deliver/recipient.ts';
 import { MailsealError } from '../errors.ts';
+import { installDataScan } from '../lmtp/datascan.ts';
 import { createLmtpServer, listenSocket, listenTcp } from '../lmtp/server.ts';
 import { createLogger } from '../log.ts';
 import { sweepTmp } from '../maildir/sweep.ts';
@@ -100,7 +101,9 @@ export function registerServe(program: Command): void {
       }
       const sealing = nativeStatus();
       const code = process.env.MAILSEAL_CODE ?? 'src';
-      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, sealing, code }, 'mailseal serving LMTP');
+      // the DATA scan: ours (indexOf) on the smtp-server version it was written for, else upstream's
+      const dataScan = installDataScan() ? 'indexOf' : 'smtp-server';
+      logger.info({ listen: where, maildir: g.maildir, db: g.db, uid: process.getuid?.(), maxSize, sealing, dataScan, code }, 'mailseal serving LMTP');
 
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down: finishing transactions in flight');

@@ -9,6 +9,7 @@ import { hostname } from '../config.ts';
 import { deliver, type Seal, type Target } from '../deliver/deliver.ts';
 import { toMailsealError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { installDataScan } from './datascan.ts';
 import { installEnhancedCodes, replyError, savedText } from './replies.ts';
 
 /** Finds where a recipient's mail goes; throws MailsealError (no-user, bad-address, …). */
@@ -47,6 +48,7 @@ function deliveryId(): string {
 
 export function createLmtpServer(opts: LmtpOptions): Listener {
   installEnhancedCodes();
+  installDataScan();
   const { logger, resolve } = opts;
   const name = opts.name ?? hostname();
   const targets = new WeakMap<SMTPServerAddress, Target & { user: string }>();
