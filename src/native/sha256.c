@@ -78,8 +78,10 @@ static inline void shani_n(uint32_t *const s[], const uint8_t *const b[], const 
     abef[k] = st0[k] = _mm_alignr_epi8(tmp, x, 8);                                      /* ABEF */
     cdgh[k] = st1[k] = _mm_blend_epi16(x, tmp, 0xF0);                                   /* CDGH */
   }
+#pragma GCC unroll 16
   for (int g = 0; g < 16; g++) {
     const __m128i kg = _mm_loadu_si128((const __m128i *)&K[4 * g]);
+#pragma GCC unroll 3
     for (int k = 0; k < n; k++) {
       __m128i *wk = w[k];
       if (g < 4) {
