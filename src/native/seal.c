@@ -49,6 +49,17 @@ typedef const void *(*EVP_aes_256_cbc_f)(void);
 typedef int (*EVP_EncryptInit_ex_f)(void *, const void *, void *, const unsigned char *, const unsigned char *);
 typedef int (*EVP_EncryptUpdate_f)(void *, unsigned char *, int *, const unsigned char *, int);
 typedef int (*EVP_EncryptFinal_ex_f)(void *, unsigned char *, int *);
+typedef void *(*EC_GROUP_dup_f)(const void *);
+typedef void (*EC_GROUP_free_f)(void *);
+typedef const void *(*EC_GROUP_get0_bn_f)(const void *);
+typedef int (*EC_GROUP_set_generator_f)(void *, const void *, const void *, const void *);
+typedef int (*EC_GROUP_precompute_mult_f)(void *, void *);
+typedef const void *(*EC_KEY_get0_private_key_f)(const void *);
+typedef int (*EC_POINT_mul_f)(const void *, void *, const void *, const void *, const void *, void *);
+typedef int (*EC_POINT_get_affine_coordinates_f)(const void *, const void *, void *, void *, void *);
+typedef void *(*BN_new_f)(void);
+typedef void (*BN_clear_free_f)(void *);
+typedef int (*BN_bn2binpad_f)(const void *, unsigned char *, int);
 
 static struct {
   OBJ_sn2nid_f sn2nid;
@@ -59,6 +70,7 @@ static struct {
   EC_KEY_free_f key_free;
   EC_POINT_new_f point_new;
   EC_POINT_free_f point_free;
+  EC_POINT_free_f point_clear_free;
   EC_POINT_point2oct_f point2oct;
   EC_POINT_oct2point_f oct2point;
   ECDH_compute_key_f ecdh;
@@ -69,8 +81,21 @@ static struct {
   EVP_EncryptInit_ex_f enc_init;
   EVP_EncryptUpdate_f enc_update;
   EVP_EncryptFinal_ex_f enc_final;
+  EC_GROUP_dup_f group_dup;
+  EC_GROUP_free_f group_free;
+  EC_GROUP_get0_bn_f order;
+  EC_GROUP_get0_bn_f cofactor;
+  EC_GROUP_set_generator_f set_generator;
+  EC_GROUP_precompute_mult_f precompute;
+  EC_KEY_get0_private_key_f priv;
+  EC_POINT_mul_f mul;
+  EC_POINT_get_affine_coordinates_f affine;
+  BN_new_f bn_new;
+  BN_clear_free_f bn_clear_free;
+  BN_bn2binpad_f bn2binpad;
 } ec;
 static const char *ec_library = NULL; /* set once loaded */
+static int nid_p521;
 static char ec_error[256] = "";
 
 static void load_libcrypto(void) {
@@ -95,6 +120,7 @@ static void load_libcrypto(void) {
   SYM(key_free, "EC_KEY_free");
   SYM(point_new, "EC_POINT_new");
   SYM(point_free, "EC_POINT_free");
+  SYM(point_clear_free, "EC_POINT_clear_free");
   SYM(point2oct, "EC_POINT_point2oct");
   SYM(oct2point, "EC_POINT_oct2point");
   SYM(ecdh, "ECDH_compute_key");
@@ -105,7 +131,20 @@ static void load_libcrypto(void) {
   SYM(enc_init, "EVP_EncryptInit_ex");
   SYM(enc_update, "EVP_EncryptUpdate");
   SYM(enc_final, "EVP_EncryptFinal_ex");
+  SYM(group_dup, "EC_GROUP_dup");
+  SYM(group_free, "EC_GROUP_free");
+  SYM(order, "EC_GROUP_get0_order");
+  SYM(cofactor, "EC_GROUP_get0_cofactor");
+  SYM(set_generator, "EC_GROUP_set_generator");
+  SYM(precompute, "EC_GROUP_precompute_mult");
+  SYM(priv, "EC_KEY_get0_private_key");
+  SYM(mul, "EC_POINT_mul");
+  SYM(affine, "EC_POINT_get_affine_coordinates");
+  SYM(bn_new, "BN_new");
+  SYM(bn_clear_free, "BN_clear_free");
+  SYM(bn2binpad, "BN_bn2binpad");
 #undef SYM
+  nid_p521 = ec.sn2nid("secp521r1");
   ec_library = "libcrypto.so.3 (system)";
 }
 
@@ -147,6 +186,102 @@ static int encrypt_kd(const unsigned char t[T_LEN], const unsigned char kd[KD_LE
   return ok;
 }
 
+/* ---- fixed-base tables for recipients' keys (P-521) --------------------------------------
+ * The ECDH of a seal multiplies the recipient's point P by the ephemeral scalar k, and P is the
+ * same for every message to a folder. For P-521, P is made the generator of a copy of the curve's
+ * group, which gets OpenSSL's precomputed table (EC_GROUP_precompute_mult): nistp521's
+ * constant-time fixed-base code then computes k·P in ≈0.29 ms against ≈0.52 ms for
+ * ECDH_compute_key, after ≈0.3 ms once for the table. The secret is the same: the x coordinate,
+ * padded to the field size. (P-256's table costs 39 ms to build for a 0.05 ms gain: plain ECDH.)
+ * At most PEER_TABLES keys (≈8 KiB each) are kept; the least recently used one not in use by a
+ * job makes room. Without a table (out of memory) the seal falls back to ECDH_compute_key. */
+
+#define PEER_TABLES 512
+
+typedef struct {
+  void *group; /* NULL: free slot */
+  int nid;
+  size_t len;
+  unsigned char point[MAX_POINT];
+  unsigned refs;
+  unsigned long used;
+} PeerTable;
+
+static PeerTable peer_tables[PEER_TABLES];
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long peer_clock;
+
+/* Under peer_lock: the table of that point, or NULL. */
+static PeerTable *peer_find(int nid, const unsigned char *oct, size_t len) {
+  for (int i = 0; i < PEER_TABLES; i++) {
+    PeerTable *e = &peer_tables[i];
+    if (e->group && e->nid == nid && e->len == len && memcmp(e->point, oct, len) == 0) return e;
+  }
+  return NULL;
+}
+
+static PeerTable *peer_hold(PeerTable *e) {
+  e->refs++;
+  e->used = ++peer_clock;
+  return e;
+}
+
+/* The table for `peer` (in `group`), held until peer_release; NULL if none can be made. */
+static PeerTable *peer_acquire(int nid, const void *group, const void *peer, const unsigned char *oct, size_t len) {
+  pthread_mutex_lock(&peer_lock);
+  PeerTable *e = peer_find(nid, oct, len);
+  if (e) peer_hold(e);
+  pthread_mutex_unlock(&peer_lock);
+  if (e) return e;
+  /* Build it outside the lock; a job that built the same table meanwhile wins. */
+  void *g = ec.group_dup(group);
+  if (!g || ec.set_generator(g, peer, ec.order(group), ec.cofactor(group)) != 1 || ec.precompute(g, NULL) != 1) {
+    if (g) ec.group_free(g);
+    return NULL;
+  }
+  pthread_mutex_lock(&peer_lock);
+  e = peer_find(nid, oct, len);
+  if (!e) {
+    for (int i = 0; i < PEER_TABLES; i++) {
+      PeerTable *c = &peer_tables[i];
+      if (!c->group) {
+        e = c;
+        break;
+      }
+      if (c->refs == 0 && (!e || c->used < e->used)) e = c;
+    }
+    if (e) {
+      if (e->group) ec.group_free(e->group);
+      e->group = g;
+      g = NULL;
+      e->nid = nid;
+      e->len = len;
+      memcpy(e->point, oct, len);
+      e->refs = 0;
+    }
+  }
+  if (e) peer_hold(e);
+  pthread_mutex_unlock(&peer_lock);
+  if (g) ec.group_free(g); /* lost the race, or every slot is in use */
+  return e;
+}
+
+static void peer_release(PeerTable *e) {
+  pthread_mutex_lock(&peer_lock);
+  e->refs--;
+  pthread_mutex_unlock(&peer_lock);
+}
+
+/* secret = x(k·P) through P's table, padded to `field` bytes; 1 on success. */
+static int peer_secret(PeerTable *t, const void *key, unsigned char *secret, size_t field) {
+  void *r = ec.point_new(t->group), *x = ec.bn_new();
+  int ok = r && x && ec.mul(t->group, r, ec.priv(key), NULL, NULL, NULL) == 1 &&
+           ec.affine(t->group, r, x, NULL, NULL) == 1 && ec.bn2binpad(x, secret, (int)field) == (int)field;
+  if (x) ec.bn_clear_free(x);
+  if (r) ec.point_clear_free(r);
+  return ok;
+}
+
 static void seal_execute(napi_env env, void *data) {
   (void)env;
   Job *j = data;
@@ -172,7 +307,10 @@ static void seal_execute(napi_env env, void *data) {
     j->bad_point = 1;
     goto out;
   }
-  if (ec.ecdh(secret, j->field, peer, key, NULL) != (int)j->field) {
+  PeerTable *table = j->nid == nid_p521 ? peer_acquire(j->nid, group, peer, j->peer, j->peer_len) : NULL;
+  int derived = table ? peer_secret(table, key, secret, j->field) : ec.ecdh(secret, j->field, peer, key, NULL) == (int)j->field;
+  if (table) peer_release(table);
+  if (!derived) {
     j->error = "libcrypto: ECDH failed";
     goto out;
   }

@@ -102,6 +102,32 @@ for (const curve of CURVES) {
   });
 }
 
+test('secp521r1: 600 recipients, 32 seals at a time, two per key: every wrap opens (per-key tables built, shared, evicted)', async (t) => {
+  // seal.c keeps a fixed-base table for at most 512 P-521 keys: 600 keys in this order make it
+  // evict tables and rebuild them, with jobs on several threads using one table at once.
+  const curve = CURVES.find((c) => c.name === 'secp521r1')!;
+  const native = nativeSeal()!;
+  const peers = Array.from({ length: 600 }, () => {
+    const e = crypto.createECDH('secp521r1');
+    e.generateKeys();
+    return e;
+  });
+  const order = [...peers.keys(), ...peers.keys()].map((i) => (i * 7) % peers.length);
+  const bad: number[] = [];
+  for (let at = 0; at < order.length; at += 32) {
+    await Promise.all(
+      order.slice(at, at + 32).map(async (i) => {
+        const peer = peers[i]!;
+        const { point, encryptedKey, kd } = await native.wrap(curve, peer.getPublicKey(), 2048);
+        const key = crypto.pbkdf2Sync(peer.computeSecret(point), point, 2048, 48, 'sha256');
+        const cbc = crypto.createDecipheriv('aes-256-cbc', key.subarray(0, 32), key.subarray(32, 48));
+        if (!Buffer.concat([cbc.update(encryptedKey), cbc.final()]).equals(kd)) bad.push(i);
+      }),
+    );
+  }
+  t.deepEqual(bad, []);
+});
+
 test('a point not on the curve is refused as bad-format', async (t) => {
   const curve = CURVES[2]!;
   const bad = Buffer.concat([Buffer.from([4]), crypto.randomBytes(64)]);
