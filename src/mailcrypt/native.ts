@@ -28,6 +28,10 @@ export interface Addon {
   /** The EC library, or null (then `ecError` says why). */
   ec: string | null;
   ecError: string | null;
+  /** P-521 ECDH through per-key fixed-base tables (libcrypto's nistp521 code is there). */
+  p521Tables: boolean;
+  /** For tests: [tables built, seals through a table, tables evicted] since the addon loaded. */
+  p521TableStats(): [number, number, number];
 }
 
 /** One message key, wrapped for the header (spec §2.3). */
@@ -84,7 +88,7 @@ export function nativeSeal(): NativeSeal | null {
   if (a && !a.ec) why = `no system libcrypto (${a.ecError})`;
   if (!a || !a.ec) return (seal = null);
   seal = {
-    description: `${a.ec}, ${a.sha256}`,
+    description: `${a.ec}, ${a.sha256}${a.p521Tables ? ', P-521 key tables' : ''}`,
     async wrap(curve, peerPoint, rounds) {
       try {
         const [point, encryptedKey, check, kd] = await a.seal(curve.name, curve.size, peerPoint, rounds);

@@ -52,6 +52,7 @@ typedef int (*EVP_EncryptFinal_ex_f)(void *, unsigned char *, int *);
 typedef void *(*EC_GROUP_dup_f)(const void *);
 typedef void (*EC_GROUP_free_f)(void *);
 typedef const void *(*EC_GROUP_get0_bn_f)(const void *);
+typedef const void *(*EC_GROUP_method_of_f)(const void *);
 typedef int (*EC_GROUP_set_generator_f)(void *, const void *, const void *, const void *);
 typedef int (*EC_GROUP_precompute_mult_f)(void *, void *);
 typedef const void *(*EC_KEY_get0_private_key_f)(const void *);
@@ -93,9 +94,12 @@ static struct {
   BN_new_f bn_new;
   BN_clear_free_f bn_clear_free;
   BN_bn2binpad_f bn2binpad;
+  EC_GROUP_method_of_f method_of;
+  const void *(*nistp521)(void);
 } ec;
 static const char *ec_library = NULL; /* set once loaded */
 static int nid_p521;
+static int peer_tables_on; /* libcrypto has what the fixed-base tables need */
 static char ec_error[256] = "";
 
 static void load_libcrypto(void) {
@@ -120,7 +124,6 @@ static void load_libcrypto(void) {
   SYM(key_free, "EC_KEY_free");
   SYM(point_new, "EC_POINT_new");
   SYM(point_free, "EC_POINT_free");
-  SYM(point_clear_free, "EC_POINT_clear_free");
   SYM(point2oct, "EC_POINT_point2oct");
   SYM(oct2point, "EC_POINT_oct2point");
   SYM(ecdh, "ECDH_compute_key");
@@ -131,20 +134,23 @@ static void load_libcrypto(void) {
   SYM(enc_init, "EVP_EncryptInit_ex");
   SYM(enc_update, "EVP_EncryptUpdate");
   SYM(enc_final, "EVP_EncryptFinal_ex");
-  SYM(group_dup, "EC_GROUP_dup");
-  SYM(group_free, "EC_GROUP_free");
-  SYM(order, "EC_GROUP_get0_order");
-  SYM(cofactor, "EC_GROUP_get0_cofactor");
-  SYM(set_generator, "EC_GROUP_set_generator");
-  SYM(precompute, "EC_GROUP_precompute_mult");
-  SYM(priv, "EC_KEY_get0_private_key");
-  SYM(mul, "EC_POINT_mul");
-  SYM(affine, "EC_POINT_get_affine_coordinates");
-  SYM(bn_new, "BN_new");
-  SYM(bn_clear_free, "BN_clear_free");
-  SYM(bn2binpad, "BN_bn2binpad");
-#undef SYM
+#define OPT(field, name) (*(void **)(&ec.field) = dlsym(h, name))
+  /* The fixed-base tables (below) only where all of these exist: without them, plain ECDH. */
+  peer_tables_on = OPT(group_dup, "EC_GROUP_dup") && OPT(group_free, "EC_GROUP_free") && OPT(order, "EC_GROUP_get0_order") &&
+                   OPT(cofactor, "EC_GROUP_get0_cofactor") && OPT(set_generator, "EC_GROUP_set_generator") &&
+                   OPT(precompute, "EC_GROUP_precompute_mult") && OPT(priv, "EC_KEY_get0_private_key") &&
+                   OPT(mul, "EC_POINT_mul") && OPT(affine, "EC_POINT_get_affine_coordinates") && OPT(bn_new, "BN_new") &&
+                   OPT(bn_clear_free, "BN_clear_free") && OPT(bn2binpad, "BN_bn2binpad") &&
+                   OPT(point_clear_free, "EC_POINT_clear_free") && OPT(method_of, "EC_GROUP_method_of") &&
+                   OPT(nistp521, "EC_GFp_nistp521_method");
+#undef OPT
   nid_p521 = ec.sn2nid("secp521r1");
+  if (peer_tables_on) { /* and P-521 runs on the nistp521 code, which uses them */
+    void *k = ec.key_new(nid_p521);
+    peer_tables_on = k && ec.method_of(ec.group(k)) == ec.nistp521();
+    if (k) ec.key_free(k);
+  }
+#undef SYM
   ec_library = "libcrypto.so.3 (system)";
 }
 
@@ -193,8 +199,12 @@ static int encrypt_kd(const unsigned char t[T_LEN], const unsigned char kd[KD_LE
  * constant-time fixed-base code then computes k·P in ≈0.29 ms against ≈0.52 ms for
  * ECDH_compute_key, after ≈0.3 ms once for the table. The secret is the same: the x coordinate,
  * padded to the field size. (P-256's table costs 39 ms to build for a 0.05 ms gain: plain ECDH.)
- * At most PEER_TABLES keys (≈8 KiB each) are kept; the least recently used one not in use by a
- * job makes room. Without a table (out of memory) the seal falls back to ECDH_compute_key. */
+ * A key gets a table the second time it is sealed to within the last PEER_TABLES new keys (a
+ * build plus a multiplication costs a little more than one ECDH, so one-off recipients and a
+ * cycle through more keys than fit never pay for tables), and only where P-521 runs on OpenSSL's
+ * nistp521 code, which uses them. At most PEER_TABLES keys (≈8 KiB each) are kept; the least
+ * recently used one not in use by a job makes room. Without a table the seal uses
+ * ECDH_compute_key. */
 
 #define PEER_TABLES 512
 
@@ -208,6 +218,10 @@ typedef struct {
 } PeerTable;
 
 static PeerTable peer_tables[PEER_TABLES];
+/* Hashes of the last PEER_TABLES keys sealed to without a table (0: empty). */
+static uint64_t peer_seen[PEER_TABLES];
+static unsigned peer_seen_at;
+static double peer_stats[3]; /* tables built, seals through a table, tables evicted (for tests) */
 static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long peer_clock;
 
@@ -221,6 +235,7 @@ static PeerTable *peer_find(int nid, const unsigned char *oct, size_t len) {
 }
 
 static PeerTable *peer_hold(PeerTable *e) {
+  peer_stats[1]++;
   e->refs++;
   e->used = ++peer_clock;
   return e;
@@ -228,11 +243,23 @@ static PeerTable *peer_hold(PeerTable *e) {
 
 /* The table for `peer` (in `group`), held until peer_release; NULL if none can be made. */
 static PeerTable *peer_acquire(int nid, const void *group, const void *peer, const unsigned char *oct, size_t len) {
+  if (!peer_tables_on) return NULL;
+  uint64_t hash = 1469598103934665603ULL; /* FNV-1a of the point: "seen before?" only */
+  for (size_t i = 0; i < len; i++) hash = (hash ^ oct[i]) * 1099511628211ULL;
+  if (hash == 0) hash = 1;
   pthread_mutex_lock(&peer_lock);
   PeerTable *e = peer_find(nid, oct, len);
   if (e) peer_hold(e);
+  int again = 0;
+  for (int i = 0; !e && i < PEER_TABLES && !again; i++) {
+    if (peer_seen[i] == hash) {
+      peer_seen[i] = 0;
+      again = 1;
+    }
+  }
+  if (!e && !again) peer_seen[peer_seen_at++ % PEER_TABLES] = hash;
   pthread_mutex_unlock(&peer_lock);
-  if (e) return e;
+  if (e || !again) return e;
   /* Build it outside the lock; a job that built the same table meanwhile wins. */
   void *g = ec.group_dup(group);
   if (!g || ec.set_generator(g, peer, ec.order(group), ec.cofactor(group)) != 1 || ec.precompute(g, NULL) != 1) {
@@ -251,7 +278,11 @@ static PeerTable *peer_acquire(int nid, const void *group, const void *peer, con
       if (c->refs == 0 && (!e || c->used < e->used)) e = c;
     }
     if (e) {
-      if (e->group) ec.group_free(e->group);
+      peer_stats[0]++;
+      if (e->group) {
+        peer_stats[2]++;
+        ec.group_free(e->group);
+      }
       e->group = g;
       g = NULL;
       e->nid = nid;
@@ -308,8 +339,9 @@ static void seal_execute(napi_env env, void *data) {
     goto out;
   }
   PeerTable *table = j->nid == nid_p521 ? peer_acquire(j->nid, group, peer, j->peer, j->peer_len) : NULL;
-  int derived = table ? peer_secret(table, key, secret, j->field) : ec.ecdh(secret, j->field, peer, key, NULL) == (int)j->field;
+  int derived = table && peer_secret(table, key, secret, j->field);
   if (table) peer_release(table);
+  if (!derived) derived = ec.ecdh(secret, j->field, peer, key, NULL) == (int)j->field;
   if (!derived) {
     j->error = "libcrypto: ECDH failed";
     goto out;
@@ -453,6 +485,26 @@ static napi_value str_or_null(napi_env env, const char *s) {
   return v;
 }
 
+/* p521TableStats(): [tables built, seals through a table, tables evicted] — for tests. */
+static napi_value js_table_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value arr, v;
+  napi_create_array_with_length(env, 3, &arr);
+  pthread_mutex_lock(&peer_lock);
+  for (uint32_t i = 0; i < 3; i++) {
+    napi_create_double(env, peer_stats[i], &v);
+    napi_set_element(env, arr, i, v);
+  }
+  pthread_mutex_unlock(&peer_lock);
+  return arr;
+}
+
+static napi_value bool_value(napi_env env, int b) {
+  napi_value v;
+  napi_get_boolean(env, b != 0, &v);
+  return v;
+}
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load_once(void) {
@@ -468,6 +520,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"seal", NULL, js_seal, NULL, NULL, NULL, napi_enumerable, NULL},
     {"pbkdf2", NULL, js_pbkdf2, NULL, NULL, NULL, napi_enumerable, NULL},
     {"chain", NULL, js_chain, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"p521TableStats", NULL, js_table_stats, NULL, NULL, NULL, napi_enumerable, NULL},
     {"writeDurable", NULL, js_write_durable, NULL, NULL, NULL, napi_enumerable, NULL},
     {"syncDir", NULL, js_sync_dir, NULL, NULL, NULL, napi_enumerable, NULL},
     {"readHead", NULL, js_read_head, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -475,6 +528,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, sha->name), napi_enumerable, NULL},
     {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},
     {"ecError", NULL, NULL, NULL, NULL, str_or_null(env, ec_library ? NULL : ec_error), napi_enumerable, NULL},
+    {"p521Tables", NULL, NULL, NULL, NULL, bool_value(env, ec_library && peer_tables_on), napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
