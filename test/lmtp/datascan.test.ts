@@ -124,6 +124,40 @@ test('same transcript as upstream for random dot-stuffed streams in random chunk
   t.true(stalls < 40, `${stalls} of 400 random streams stalled: the comparison says little`);
 });
 
+/**
+ * When the parser lets the writer go on: after a first chunk, a second of `n` bytes is written
+ * while nobody reads the data stream; is its callback called at once (no backpressure) or only
+ * once a reader drains the stream? And how much the reader got.
+ */
+async function waitsForDrain(feed: Feed, first: number, n: number): Promise<string> {
+  const s = new SMTPStream();
+  s._feedDataStream = feed;
+  let ds: ReturnType<SMTPStream['startDataMode']> | null = null;
+  s.oncommand = (_cmd, cb) => {
+    ds = s.startDataMode();
+    cb?.();
+  };
+  const write = (b: Buffer) => new Promise<void>((resolve) => s.write(b, () => resolve()));
+  await write(Buffer.from(`DATA\r\n${'a'.repeat(first - 2)}\r\n`, 'latin1'));
+  let called = false;
+  const second = write(Buffer.from('b'.repeat(n), 'latin1')).then(() => (called = true));
+  await new Promise((r) => setImmediate(r));
+  const before = called;
+  let got = 0;
+  ds!.on('data', (b: Buffer) => (got += b.length));
+  await second;
+  await new Promise((r) => setImmediate(r));
+  return `${before ? 'went on' : 'waited'}, ${got} bytes`;
+}
+
+test('backpressure as upstream: a chunk around the high-water mark after one whose last bytes were kept', async (t) => {
+  for (const first of [6, 100, 9000]) {
+    for (let n = 16370; n <= 16392; n++) {
+      t.is(await waitsForDrain(feedDataStream, first, n), await waitsForDrain(upstreamFeedDataStream, first, n), `first ${first}, n ${n}`);
+    }
+  }
+});
+
 test('large bodies: one 1 MiB message in 64 KiB reads, and a body of dotted lines', async (t) => {
   const lines: string[] = [];
   for (let i = 0; i < 14000; i++) lines.push(i % 7 === 0 ? `..dotted ${i}` : `line ${i} ${'x'.repeat(i % 70)}`);
