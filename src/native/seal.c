@@ -209,8 +209,7 @@ static int encrypt_kd(const unsigned char t[T_LEN], const unsigned char kd[KD_LE
 #define PEER_TABLES 512
 
 typedef struct {
-  void *group; /* NULL: free slot */
-  int nid;
+  void *group; /* NULL: free slot (all tables are P-521's) */
   size_t len;
   unsigned char point[MAX_POINT];
   unsigned refs;
@@ -226,10 +225,10 @@ static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long peer_clock;
 
 /* Under peer_lock: the table of that point, or NULL. */
-static PeerTable *peer_find(int nid, const unsigned char *oct, size_t len) {
+static PeerTable *peer_find(const unsigned char *oct, size_t len) {
   for (int i = 0; i < PEER_TABLES; i++) {
     PeerTable *e = &peer_tables[i];
-    if (e->group && e->nid == nid && e->len == len && memcmp(e->point, oct, len) == 0) return e;
+    if (e->group && e->len == len && memcmp(e->point, oct, len) == 0) return e;
   }
   return NULL;
 }
@@ -241,14 +240,15 @@ static PeerTable *peer_hold(PeerTable *e) {
   return e;
 }
 
-/* The table for `peer` (in `group`), held until peer_release; NULL if none can be made. */
-static PeerTable *peer_acquire(int nid, const void *group, const void *peer, const unsigned char *oct, size_t len) {
+/* The table for the P-521 point `peer` (in `group`), held until peer_release; NULL if none can be
+ * made. */
+static PeerTable *peer_acquire(const void *group, const void *peer, const unsigned char *oct, size_t len) {
   if (!peer_tables_on) return NULL;
   uint64_t hash = 1469598103934665603ULL; /* FNV-1a of the point: "seen before?" only */
   for (size_t i = 0; i < len; i++) hash = (hash ^ oct[i]) * 1099511628211ULL;
   if (hash == 0) hash = 1;
   pthread_mutex_lock(&peer_lock);
-  PeerTable *e = peer_find(nid, oct, len);
+  PeerTable *e = peer_find(oct, len);
   if (e) peer_hold(e);
   int again = 0;
   for (int i = 0; !e && i < PEER_TABLES && !again; i++) {
@@ -267,7 +267,7 @@ static PeerTable *peer_acquire(int nid, const void *group, const void *peer, con
     return NULL;
   }
   pthread_mutex_lock(&peer_lock);
-  e = peer_find(nid, oct, len);
+  e = peer_find(oct, len);
   if (!e) {
     for (int i = 0; i < PEER_TABLES; i++) {
       PeerTable *c = &peer_tables[i];
@@ -285,7 +285,6 @@ static PeerTable *peer_acquire(int nid, const void *group, const void *peer, con
       }
       e->group = g;
       g = NULL;
-      e->nid = nid;
       e->len = len;
       memcpy(e->point, oct, len);
       e->refs = 0;
@@ -338,7 +337,7 @@ static void seal_execute(napi_env env, void *data) {
     j->bad_point = 1;
     goto out;
   }
-  PeerTable *table = j->nid == nid_p521 ? peer_acquire(j->nid, group, peer, j->peer, j->peer_len) : NULL;
+  PeerTable *table = j->nid == nid_p521 ? peer_acquire(group, peer, j->peer, j->peer_len) : NULL;
   int derived = table && peer_secret(table, key, secret, j->field);
   if (table) peer_release(table);
   if (!derived) derived = ec.ecdh(secret, j->field, peer, key, NULL) == (int)j->field;
