@@ -36,6 +36,7 @@ function caseTable(r: CaseResult, runs: number, cores: number): string {
     const sealed = x.runs.reduce((a, b) => a + b.sealed, 0);
     return `${got}/${want} → ${sealed} sealed`;
   };
+  const warm = (x: CaseResult['mailseal'] | null) => (x ? `${x.warmup.sent} msgs, ${num(x.warmup.seconds, 1)} s` : '-');
   const rows: string[][] = [
     ['', 'mailseal', r.dovecot ? 'Dovecot' : '(no Dovecot)', 'mailseal/Dovecot'],
     ['msgs/s', ...col((s) => num(s.msgsPerSec)), times(q?.msgsPerSec ?? null)],
@@ -46,6 +47,7 @@ function caseTable(r: CaseResult, runs: number, cores: number): string {
     ['CPU per message', ...col((s) => `${num(s.cpuMsPerMsg, 2)} ms`), times(q?.cpuMsPerMsg ?? null)],
     ['peak RSS', ...col((s) => mib(s.peakRssBytes)), times(q?.peakRssBytes ?? null)],
     ['disk ceiling share', ...col((s) => pct(s.diskShare)), ''],
+    ['warm-up', warm(r.mailseal), warm(r.dovecot), ''],
     ['250 replies → files', delivered(r.mailseal), delivered(r.dovecot), ''],
     ['other load (max)', pct(otherLoad(r.mailseal.runs, cores)), r.dovecot ? pct(otherLoad(r.dovecot.runs, cores)) : '-', ''],
   ];

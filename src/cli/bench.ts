@@ -3,7 +3,7 @@
 
 import { type Command, Option } from 'commander';
 import os from 'node:os';
-import { checkCurve, type BenchCase, makeCase, parseCases, parseCount, parseSize, TARGETS_PRESET } from '../bench/cases.ts';
+import { checkCurve, type BenchCase, makeCase, parseCases, parseCount, parseSize, TARGETS_PRESET, WARMUP_SECONDS } from '../bench/cases.ts';
 import { MailsealError } from '../errors.ts';
 
 interface BenchFlags {
@@ -14,6 +14,7 @@ interface BenchFlags {
   recipients: string;
   messages?: string;
   warmup?: string;
+  warmupSeconds?: string;
   runs: string;
   dovecot: boolean;
   json?: boolean;
@@ -43,6 +44,13 @@ Examples:
   mailseal bench --size 4KiB --connections 4 --profile prof/    # agent under node --cpu-prof
 `;
 
+/** Seconds in (0, max]. @throws MailsealError usage */
+function parseSeconds(what: string, s: string, max: number): number {
+  const n = Number(s);
+  if (!(n > 0 && n <= max)) throw new MailsealError('usage', `${what} must be more than 0 and at most ${max}`);
+  return n;
+}
+
 function buildCases(f: BenchFlags): BenchCase[] {
   const recipients = parseCount('--recipients', f.recipients, 32);
   const d = {
@@ -50,7 +58,9 @@ function buildCases(f: BenchFlags): BenchCase[] {
     recipients,
     ...(f.messages !== undefined ? { messages: parseCount('--messages', f.messages, 100_000) } : {}),
     ...(f.warmup !== undefined ? { warmup: parseCount('--warmup', f.warmup, 10_000, 0) } : {}),
+    ...(f.warmupSeconds !== undefined ? { warmupSeconds: parseSeconds('--warmup-seconds', f.warmupSeconds, 600) } : {}),
   };
+  if (f.warmup !== undefined && f.warmupSeconds !== undefined) throw new MailsealError('usage', 'give either --warmup or --warmup-seconds, not both');
   const single = f.size !== undefined || f.connections !== undefined || f.curve !== undefined;
   if (f.cases !== undefined) {
     if (f.size !== undefined || f.connections !== undefined) {
@@ -72,7 +82,8 @@ export function registerBench(program: Command): void {
     .addOption(new Option('--curve <name>', 'curve of the bench users where a case names none (secp521r1, secp384r1, prime256v1)'))
     .addOption(new Option('--recipients <n>', 'recipients per message').default('1'))
     .addOption(new Option('--messages <n>', 'messages per timed run (default: 600 of 4 KiB, 192 of 1 MiB)'))
-    .addOption(new Option('--warmup <n>', 'messages to each server before the timed runs (default: a tenth, 10 to 100)'))
+    .addOption(new Option('--warmup-seconds <s>', `warm-up per server and case before the timed runs, seconds (default: ${WARMUP_SECONDS})`))
+    .addOption(new Option('--warmup <n>', 'instead: exactly this many warm-up messages to each server'))
     .addOption(new Option('--runs <n>', 'timed runs per server and case (the median is reported)').default('3'))
     .addOption(new Option('--no-dovecot', 'measure the agent alone'))
     .addOption(new Option('--json', 'print the report as JSON'))
@@ -87,8 +98,7 @@ export function registerBench(program: Command): void {
     .action(async (f: BenchFlags) => {
       const cases = buildCases(f);
       const runs = parseCount('--runs', f.runs, 50);
-      const diskSeconds = Number(f.diskSeconds);
-      if (!(diskSeconds > 0 && diskSeconds <= 60)) throw new MailsealError('usage', '--disk-seconds must be more than 0 and at most 60');
+      const diskSeconds = parseSeconds('--disk-seconds', f.diskSeconds, 60);
       const timeLimitSeconds = parseCount('--time-limit', f.timeLimit, 3600);
       // Loaded here, not at startup: `mailseal serve` does not need the bench.
       const { runBench } = await import('../bench/run.ts');

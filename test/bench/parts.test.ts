@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parseCases, parseSize, TARGETS_PRESET } from '../../src/bench/cases.ts';
 import { benchMessage, quantile } from '../../src/bench/client.ts';
 import { summariseProfiles } from '../../src/bench/profile.ts';
+import { type WarmupStats, warmupOk } from '../../src/bench/run.ts';
 import { judge, median, ratios, runOk, summarise, type RunStats } from '../../src/bench/stats.ts';
 
 const d = { curve: 'secp521r1', recipients: 1 };
@@ -30,11 +31,13 @@ test('cases: the targets preset is issue 6 table, each with its target', (t) => 
     [1 << 20, 4, 'secp521r1', 'mibRatio', 1.5],
   ]);
   t.deepEqual(cases.map((c) => c.messages), [600, 600, 600, 192], 'defaults sized for a couple of minutes');
+  t.deepEqual(cases.map((c) => [c.warmupSeconds, c.warmup]), [[5, 6000], [5, 6000], [5, 6000], [5, 1024]], 'warm-up: 5 s, at most ~1 GiB');
+  t.deepEqual(parseCases('4KiBx1', { ...d, warmupSeconds: 2 }).map((c) => [c.warmupSeconds, c.warmup]), [[2, 6000]]);
   const custom = parseCases('64k x 2, 4KiBx1@prime256v1', { ...d, recipients: 3, messages: 20, warmup: 5 });
-  t.deepEqual(custom.map((c) => [c.name, c.recipients, c.messages, c.warmup, c.target]), [
-    ['64KiBx2@secp521r1', 3, 20, 5, undefined],
-    ['4KiBx1@prime256v1', 3, 20, 5, undefined],
-  ]);
+  t.deepEqual(custom.map((c) => [c.name, c.recipients, c.messages, c.warmup, c.warmupSeconds, c.target]), [
+    ['64KiBx2@secp521r1', 3, 20, 5, 0, undefined],
+    ['4KiBx1@prime256v1', 3, 20, 5, 0, undefined],
+  ], 'an exact warm-up count has no time bound');
   t.throws(() => parseCases('4KiBx4@x25519', d), { message: /unknown curve/ });
   t.throws(() => parseCases('4KiB', d), { message: /invalid case/ });
 });
@@ -75,6 +78,13 @@ test('stats: median, nearest-rank quantile, ratios, verdicts, run checks', (t) =
   t.false(runOk(run(1, { sealed: 9 }), 1), 'a plaintext file is a failure');
   t.false(runOk(run(1, { refused: 1, accepted: 9, stored: 9, sealed: 9 }), 1));
   t.false(runOk(run(1), 2), 'two recipients each');
+  const w = (x: Partial<WarmupStats>): WarmupStats => ({ messages: 10, boundSeconds: 0, seconds: 1, sent: 10, accepted: 10, stored: 10, sealed: 10, ...x });
+  t.true(warmupOk(w({}), 1));
+  t.false(warmupOk(w({ sent: 9, accepted: 9, stored: 9, sealed: 9 }), 1), 'an exact warm-up sends them all');
+  t.true(warmupOk(w({ boundSeconds: 5, sent: 9, accepted: 9, stored: 9, sealed: 9 }), 1), 'a timed one may stop early');
+  t.false(warmupOk(w({ boundSeconds: 5, sent: 0, accepted: 0, stored: 0, sealed: 0 }), 1), 'but not before the first message');
+  t.false(warmupOk(w({ boundSeconds: 5, sealed: 9 }), 1), 'a plaintext file is a failure');
+  t.false(warmupOk(w({ accepted: 19, stored: 19, sealed: 19 }), 2), 'every recipient stored');
 });
 
 test('profile summary: self time per function, idle apart, main thread and workers apart, inside the timed windows', (t) => {

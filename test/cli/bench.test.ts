@@ -92,7 +92,8 @@ test.serial('bench --json --keep: every message 250 from both servers, sealed fi
     // Dovecot 2.3 LMTP + mail_crypt cannot: the 2nd recipient is a copy of the 1st's encrypted file.
     if (c.dovecot) t.is(c.dovecot.transactionsPerMessage, 2);
     for (const s of servers(c)) {
-      t.deepEqual(s.warmup, { messages: 5, sent: 5, accepted: 10, stored: 10, sealed: 10 });
+      t.like(s.warmup, { messages: 5, boundSeconds: 0, sent: 5, accepted: 10, stored: 10, sealed: 10 });
+      t.true(s.warmup.seconds > 0);
       t.is(s.runs.length, 1);
       for (const run of s.runs) {
         t.like(run, { messages: 20, sent: 20, accepted: 40, refused: 0, stored: 40, sealed: 40, incomplete: false, errors: [] });
@@ -135,9 +136,16 @@ test.serial('bench: temp dirs removed and servers stopped afterwards; the text r
   const sb = benchBox('msb-');
   t.teardown(() => sb.cleanup());
   const before = new Set(fs.readdirSync(sb.dir));
-  const r = await cli(sb, ['bench', '--cases', '4KiBx1', ...TINY]);
+  // The default kind of warm-up: bounded in time (1 s here), at most a cap of messages.
+  const timedWarmup = TINY.flatMap((a, i) => (a === '--warmup' ? ['--warmup-seconds', '1'] : TINY[i - 1] === '--warmup' ? [] : [a]));
+  const r = await cli(sb, ['bench', '--cases', '4KiBx1', ...timedWarmup]);
   t.is(r.code, 0, r.stderr);
   const out = r.stdout.toString();
+  const warm = /^  warm-up +(\d+) msgs, (\d+\.\d) s(?: +(\d+) msgs, (\d+\.\d) s)?$/m.exec(out);
+  t.truthy(warm, out);
+  t.true(Number(warm![1]) >= 1 && (!dovecotHere || Number(warm![3]) >= 1), 'each server got warm-up messages');
+  t.regex(r.stderr, /^mailseal bench: 4KiBx1@secp521r1: warm-up of mailseal, 1 s \(at most 6000 messages\)$/m);
+  t.regex(r.stderr, /^mailseal bench: 4KiBx1@secp521r1: warm-up of mailseal: \d+ messages in \d+\.\d s$/m);
   t.regex(out, /^4KiBx1@secp521r1: 4 KiB messages, 1 connection, secp521r1, 1 recipient — 20 messages × 1 run, median$/m);
   for (const row of ['msgs/s', 'MiB/s', 'p50 latency', 'p99 latency', 'CPU (server)', 'peak RSS', 'disk ceiling share']) t.regex(out, new RegExp(`^  ${row.replace(/[()/]/g, '\\$&')} `, 'm'));
   t.regex(out, new RegExp(`^  250 replies → files +20/20 → 20 sealed${dovecotHere ? ' +20/20 → 20 sealed' : ''}`, 'm'));
@@ -165,7 +173,7 @@ test.serial('bench: Ctrl-C stops the agent and Dovecot and removes the temp dirs
     const timer = setTimeout(() => reject(new Error(`the bench never got to its runs:\n${err}`)), 120_000);
     p.stderr.on('data', (d: Buffer) => {
       err += d.toString();
-      if (/run 1\/1|warm-up, \d+ messages to Dovecot/.test(err)) {
+      if (/run 1\/1|warm-up of Dovecot/.test(err)) {
         clearTimeout(timer);
         resolve();
       }
@@ -189,6 +197,8 @@ test('bench: usage mistakes are one clear line, exit 2', async (t) => {
     [['--size', '12'], 'message size must be between 512 bytes and 32 MiB'],
     [['--cases', '4KiBx4@x25519'], 'unknown curve "x25519" (secp521r1, secp384r1, prime256v1)'],
     [['--runs', '0'], '--runs must be a whole number from 1 to 50'],
+    [['--warmup', '10', '--warmup-seconds', '2'], 'give either --warmup or --warmup-seconds, not both'],
+    [['--warmup-seconds', '0'], '--warmup-seconds must be more than 0 and at most 600'],
   ] as const) {
     const r = await cli(sb, ['bench', ...args]);
     t.is(r.code, 2, r.stderr);
