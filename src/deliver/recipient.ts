@@ -61,6 +61,6 @@ export function createResolver(o: ResolverOptions) {
       const candidate = folderPath(maildir, detail);
       if (await isMaildir(candidate)) folder = candidate;
     }
-    return { rcpt, user: user.address, folder, key: () => o.keys.activeKey(maildir, folder) };
+    return { rcpt, user: user.address, folder, key: () => o.keys.activeKey(maildir, folder), guess: () => o.keys.lastKey(folder) };
   };
 }

@@ -41,10 +41,22 @@ const same = (a: Stamp, b: Stamp) => !!a && !!b && a.ino === b.ino && a.size ===
 
 export class FolderKeys {
   private cache = new Map<string, Cached>();
+  /** The key activeKey() last returned for each folder. */
+  private last = new Map<string, EcPublicKey>();
 
   /** Forget every cached dict. */
   clear(): void {
     this.cache.clear();
+    this.last.clear();
+  }
+
+  /**
+   * The key activeKey() last returned for `folder`, from memory: a guess, for work that can
+   * start before activeKey() has checked the dict and the GUID (see deliver's Sink.open), never
+   * a key to seal to on its own.
+   */
+  lastKey(folder: string): EcPublicKey | undefined {
+    return this.last.get(folder);
   }
 
   /** The dict of a Maildir, from cache if the file is unchanged (`st`: its stamp now). */
@@ -74,7 +86,9 @@ export class FolderKeys {
       key = activePublicKey(c.dict, 'folder', guid);
       c.keys.set(guid, key);
     }
-    return key ?? this.createFolderKey(maildir, guid);
+    const active = key ?? (await this.createFolderKey(maildir, guid));
+    this.last.set(folder, active);
+    return active;
   }
 
   private async createFolderKey(maildir: string, folderGuid: string): Promise<EcPublicKey> {

@@ -25,8 +25,10 @@ test('cached while unchanged; a rotated key and a re-created folder are seen at 
   const maildir = path.join(added.home, 'Maildir');
   const keys = new FolderKeys();
 
+  t.is(keys.lastKey(maildir), undefined, 'no guess before the first lookup');
   const k1 = await keys.activeKey(maildir, maildir);
   t.is(await keys.activeKey(maildir, maildir), k1, 'same object from the cache');
+  t.is(keys.lastKey(maildir), k1, 'the last key looked up is the guess');
 
   // Another process rotates the INBOX key.
   const guid = (await readMailboxGuid(maildir))!;
@@ -37,7 +39,9 @@ test('cached while unchanged; a rotated key and a re-created folder are seen at 
     putKey(dict, 'folder', guid, { id: k.id, publicString: formatPublicKey(k), privateString: await formatPrivateKey(k, { to: user }) }, true);
     rotated = k.id;
   });
+  t.is(keys.lastKey(maildir), k1, 'the guess is only what the last lookup found');
   t.is((await keys.activeKey(maildir, maildir)).id, rotated);
+  t.is(keys.lastKey(maildir)!.id, rotated);
 
   // A folder gets a key on first use; deleted and made again (as an IMAP client may), it is a new
   // mailbox: new GUID, new key, never the old folder's.
@@ -48,8 +52,12 @@ test('cached while unchanged; a rotated key and a re-created folder are seen at 
   fs.rmSync(box, { recursive: true });
   const g2 = await ensureMailbox(box);
   t.not(g1, g2);
+  t.is(keys.lastKey(box)!.id, f1.id);
   const f2 = await keys.activeKey(maildir, box);
   t.not(f2.id, f1.id);
+  t.is(keys.lastKey(box), f2);
+  keys.clear();
+  t.is(keys.lastKey(box), undefined, 'clear() (SIGHUP) forgets the guesses too');
   const { dict } = await readDict(path.join(maildir, DICT_NAME));
   t.is(activePublicKey(dict, 'folder', g2)!.id, f2.id, 'the key is the new GUID\'s');
 });
