@@ -93,15 +93,16 @@ export function defaultMessages(size: number): number {
 
 /**
  * Default warm-up: each server gets WARMUP_SECONDS of the case's load before its timed runs (at
- * most this many messages, about 1 GiB). The agent's CPU per message keeps falling over its first
+ * most defaultWarmupCap() messages). The agent's CPU per message keeps falling over its first
  * few thousand messages after a start (V8 optimising its hot paths, its heap growing to the
  * load): a short warm-up measured a cold agent, not the long-running one Postfix talks to.
  * Dovecot gets the same seconds.
  */
 export const WARMUP_SECONDS = 5;
 
-export function defaultWarmupCap(size: number): number {
-  return Math.max(100, Math.min(6000, Math.floor((1 << 30) / size)));
+/** The most messages a timed warm-up sends: 6000, and at most 256 MiB of mail (10 at least). */
+export function defaultWarmupCap(size: number, recipients: number): number {
+  return Math.max(10, Math.min(6000, Math.floor((256 << 20) / (size * recipients))));
 }
 
 export interface CaseDefaults {
@@ -134,7 +135,7 @@ export function makeCase(size: number, connections: number, curve: string, d: Ca
     name, size, connections, curve, recipients: d.recipients, messages,
     ...(d.warmup !== undefined
       ? { warmup: d.warmup, warmupSeconds: 0 }
-      : { warmup: defaultWarmupCap(size), warmupSeconds: d.warmupSeconds ?? WARMUP_SECONDS }),
+      : { warmup: defaultWarmupCap(size, d.recipients), warmupSeconds: d.warmupSeconds ?? WARMUP_SECONDS }),
   };
   const target = d.recipients === 1 ? PRESET_TARGETS[name] : undefined;
   if (target) c.target = target;

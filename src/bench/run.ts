@@ -16,7 +16,7 @@ import { dovecotAvailable, type RunningDovecot, startDovecot } from './dovecot.t
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { processTree, resetPeakRss, systemBusySeconds, treeCpuSeconds, treePeakRss } from './proc.ts';
 import { monotonicUs, type ProfileSummary, summariseProfiles, type Window } from './profile.ts';
-import { Cleanup, countSealed, createUsers, listNew, mailUser, removeDir } from './setup.ts';
+import { type BenchUser, Cleanup, countSealed, createUsers, listNew, mailUser, removeDir } from './setup.ts';
 import { DISTURBED, judge, otherLoad, type Ratios, ratios, runOk, type RunStats, runStats, summarise, type Summary, type Verdict } from './stats.ts';
 
 export interface BenchOptions {
@@ -144,9 +144,12 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
   await fsp.mkdir(maildir, { mode: 0o755 });
   if (owner) await fsp.chown(maildir, owner.uid, owner.gid);
 
-  // Users: max(4, recipients) per curve, so that concurrent messages mostly go to different mailboxes.
+  // Users: max(4, recipients) per curve, so that concurrent messages mostly go to different
+  // mailboxes; as many again for the warm-ups, so that the timed runs find the mailboxes as
+  // without a warm-up (a server that gets slower as a mailbox grows is not measured on fuller
+  // mailboxes the longer the warm-up).
   const perCurve = new Map<string, number>();
-  for (const c of o.cases) perCurve.set(c.curve, Math.max(perCurve.get(c.curve) ?? 0, 4, c.recipients));
+  for (const c of o.cases) perCurve.set(c.curve, Math.max(perCurve.get(c.curve) ?? 0, 2 * Math.max(4, c.recipients)));
   const total = [...perCurve.values()].reduce((a, b) => a + b, 0);
   o.progress(`creating ${total} bench users (${[...perCurve.keys()].join(', ')}) in ${root}`);
   const users = await createUsers(db, maildir, perCurve, owner);
@@ -229,13 +232,14 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
   /** When the agent was under timed load: the profile summary counts only these. */
   const timed: Window[] = [];
   for (const c of o.cases) {
-    const list = users.get(c.curve)!;
+    const all = users.get(c.curve)!;
+    const [timedUsers, warmUsers] = [all.slice(0, all.length / 2), all.slice(all.length / 2)];
     const body = benchMessage(c.size, from);
-    const recipientsOf = (i: number) => Array.from({ length: c.recipients }, (_, k) => list[(i * c.recipients + k) % list.length]!.address);
 
     const split = (s: Server) => s.name === 'Dovecot' && c.recipients > 1;
     /** One batch of `messages` to one server; verifies the new files (removes them if space is short). */
-    const batch = async (s: Server, messages: number, limitMs: number) => {
+    const batch = async (s: Server, list: BenchUser[], messages: number, limitMs: number) => {
+      const recipientsOf = (i: number) => Array.from({ length: c.recipients }, (_, k) => list[(i * c.recipients + k) % list.length]!.address);
       const before = new Set(await listNew(list));
       resetPeakRss(s.pid);
       const cpu0 = treeCpuSeconds(s.pid);
@@ -257,14 +261,15 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
     const per = new Map<Server['name'], { warmup: WarmupStats; runs: RunStats[] }>();
     for (const s of servers) {
       o.progress(`${c.name}: warm-up of ${s.name}, ${c.warmupSeconds ? `${c.warmupSeconds} s (at most ${c.warmup} messages)` : `${c.warmup} messages`}`);
-      const w = await batch(s, c.warmup, (c.warmupSeconds || o.timeLimitSeconds) * 1000);
+      const w = await batch(s, warmUsers, c.warmup, (c.warmupSeconds || o.timeLimitSeconds) * 1000);
       const warmup = { messages: c.warmup, boundSeconds: c.warmupSeconds, seconds: w.load.seconds, sent: w.load.sent, accepted: w.load.accepted, stored: w.stored, sealed: w.sealed };
       per.set(s.name, { warmup, runs: [] });
       if (c.warmupSeconds) o.progress(`${c.name}: warm-up of ${s.name}: ${w.load.sent} messages in ${fmt(w.load.seconds, 1)} s`);
       if (!warmupOk(warmup, c.recipients) || w.load.errors.length > 0) {
         // Measuring a server that refuses mail would only measure its error path.
         const where = s.name === 'mailseal' ? path.join(root, 'agent.log') : dovecot?.logPath ?? 'dovecot.log';
-        throw new MailsealError('internal', `${s.name} did not accept the warm-up messages (${w.load.accepted} of ${w.load.sent * c.recipients}): ` +
+        const counts = `${w.load.sent} of ${c.warmup} sent${w.load.incomplete && !c.warmupSeconds ? ' (time limit hit)' : ''}, ${w.load.accepted} of ${w.load.sent * c.recipients} recipients accepted, ${w.stored} stored, ${w.sealed} sealed`;
+        throw new MailsealError('internal', `${s.name} failed the warm-up (${counts}): ` +
           `${w.load.errors.slice(0, 2).join('; ')}${o.keep ? ` (log: ${where})` : ' (run with --keep to read its log)'}`);
       }
     }
@@ -272,7 +277,7 @@ async function bench(o: BenchOptions, cleanup: Cleanup, started: string): Promis
       const order = r % 2 === 0 ? servers : [...servers].reverse();
       for (const s of order) {
         const fromUs = monotonicUs();
-        const b = await batch(s, c.messages, o.timeLimitSeconds * 1000);
+        const b = await batch(s, timedUsers, c.messages, o.timeLimitSeconds * 1000);
         if (s.name === 'mailseal') timed.push({ fromUs, toUs: monotonicUs() });
         const st = runStats(c, b.load, b, ceiling(c.connections));
         per.get(s.name)!.runs.push(st);

@@ -82,7 +82,7 @@ export function registerBench(program: Command): void {
     .addOption(new Option('--curve <name>', 'curve of the bench users where a case names none (secp521r1, secp384r1, prime256v1)'))
     .addOption(new Option('--recipients <n>', 'recipients per message').default('1'))
     .addOption(new Option('--messages <n>', 'messages per timed run (default: 600 of 4 KiB, 192 of 1 MiB)'))
-    .addOption(new Option('--warmup-seconds <s>', `warm-up per server and case before the timed runs, seconds (default: ${WARMUP_SECONDS})`))
+    .addOption(new Option('--warmup-seconds <s>', `warm-up per server and case before the timed runs, seconds, at most 6000 messages and 256 MiB (default: ${WARMUP_SECONDS})`))
     .addOption(new Option('--warmup <n>', 'instead: exactly this many warm-up messages to each server'))
     .addOption(new Option('--runs <n>', 'timed runs per server and case (the median is reported)').default('3'))
     .addOption(new Option('--no-dovecot', 'measure the agent alone'))

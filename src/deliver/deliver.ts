@@ -110,6 +110,9 @@ export type Seal = (to: EcPublicKey) => Promise<SealParams>;
 async function sealTo(target: Target, seal: Seal): Promise<SealParams> {
   const guess = target.guess?.();
   const early = guess ? seal(guess) : null;
+  // A rejection that comes before the lookup's answer must not count as unhandled (Node would
+  // end the process); whoever uses `early` still gets it.
+  early?.catch(() => undefined);
   const discard = () => early?.then((p) => p.kd.fill(0), () => undefined);
   let key: EcPublicKey;
   try {

@@ -70,7 +70,8 @@ export class SealPool {
       if (!p) return;
       this.pending.delete(m.id);
       if (m.error !== undefined) p.reject(new MailsealError('internal', `sealing failed: ${m.error}`));
-      else p.resolve({ header: Buffer.from(m.header!), kd: Buffer.from(m.kd!) });
+      // kd over the transferred memory, not a copy: wiping it (Sealer, deliver) must reach every byte.
+      else p.resolve({ header: Buffer.from(m.header!), kd: Buffer.from(m.kd!.buffer, m.kd!.byteOffset, m.kd!.byteLength) });
     });
     w.on('exit', () => {
       for (const [id, p] of this.pending) {

@@ -31,8 +31,8 @@ test('cases: the targets preset is issue 6 table, each with its target', (t) => 
     [1 << 20, 4, 'secp521r1', 'mibRatio', 1.5],
   ]);
   t.deepEqual(cases.map((c) => c.messages), [600, 600, 600, 192], 'defaults sized for a couple of minutes');
-  t.deepEqual(cases.map((c) => [c.warmupSeconds, c.warmup]), [[5, 6000], [5, 6000], [5, 6000], [5, 1024]], 'warm-up: 5 s, at most ~1 GiB');
-  t.deepEqual(parseCases('4KiBx1', { ...d, warmupSeconds: 2 }).map((c) => [c.warmupSeconds, c.warmup]), [[2, 6000]]);
+  t.deepEqual(cases.map((c) => [c.warmupSeconds, c.warmup]), [[5, 6000], [5, 6000], [5, 6000], [5, 256]], 'warm-up: 5 s, at most 256 MiB');
+  t.deepEqual(parseCases('4KiBx1,1MiBx1,32MiBx1', { ...d, recipients: 4, warmupSeconds: 2 }).map((c) => [c.warmupSeconds, c.warmup]), [[2, 6000], [2, 64], [2, 10]]);
   const custom = parseCases('64k x 2, 4KiBx1@prime256v1', { ...d, recipients: 3, messages: 20, warmup: 5 });
   t.deepEqual(custom.map((c) => [c.name, c.recipients, c.messages, c.warmup, c.warmupSeconds, c.target]), [
     ['64KiBx2@secp521r1', 3, 20, 5, 0, undefined],

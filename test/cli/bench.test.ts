@@ -117,6 +117,15 @@ test.serial('bench --json --keep: every message 250 from both servers, sealed fi
   const files = all.filter((f) => !probe.includes(f));
   const delivered = files.filter((f) => path.basename(path.dirname(f)) === 'new');
   t.is(delivered.length, expectedFiles);
+  // Warm-ups go to users of their own (u5…u8), so the timed runs (u1…u4) find the mailboxes as
+  // they would without a warm-up. Paths: <root>/<domain>/<user>/Maildir/new/<file>.
+  for (const c of rep.cases) {
+    const n = servers(c).length;
+    const ofCurve = delivered.filter((f) => path.basename(path.resolve(f, '../../../..')) === `${c.case.curve}.bench.invalid`);
+    const warm = ofCurve.filter((f) => Number(path.basename(path.resolve(f, '../../..')).slice(1)) > 4);
+    t.is(warm.length, 5 * 2 * n, `${c.case.name}: warm-up mail only to the warm-up users`);
+    t.is(ofCurve.length - warm.length, 20 * 2 * n, `${c.case.name}: timed mail only to the others`);
+  }
   for (const f of delivered) {
     const head = Buffer.alloc(9);
     const fd = fs.openSync(f, 'r');
@@ -141,9 +150,12 @@ test.serial('bench: temp dirs removed and servers stopped afterwards; the text r
   const r = await cli(sb, ['bench', '--cases', '4KiBx1', ...timedWarmup]);
   t.is(r.code, 0, r.stderr);
   const out = r.stdout.toString();
-  const warm = /^  warm-up +(\d+) msgs, (\d+\.\d) s(?: +(\d+) msgs, (\d+\.\d) s)?$/m.exec(out);
+  const warm = /^  warm-up +(\d+) msgs, (\d+\.\d) s(?: +(\d+) msgs, (\d+\.\d) s| +-)$/m.exec(out);
   t.truthy(warm, out);
   t.true(Number(warm![1]) >= 1 && (!dovecotHere || Number(warm![3]) >= 1), 'each server got warm-up messages');
+  // It ends at the time bound, not before (unless it reached its cap of 6000 messages).
+  t.true(Number(warm![2]) >= 1 || Number(warm![1]) === 6000, warm![0]);
+  if (dovecotHere) t.true(Number(warm![4]) >= 1 || Number(warm![3]) === 6000, warm![0]);
   t.regex(r.stderr, /^mailseal bench: 4KiBx1@secp521r1: warm-up of mailseal, 1 s \(at most 6000 messages\)$/m);
   t.regex(r.stderr, /^mailseal bench: 4KiBx1@secp521r1: warm-up of mailseal: \d+ messages in \d+\.\d s$/m);
   t.regex(out, /^4KiBx1@secp521r1: 4 KiB messages, 1 connection, secp521r1, 1 recipient — 20 messages × 1 run, median$/m);

@@ -24,15 +24,21 @@ function folder(t: import('ava').ExecutionContext): string {
   return dir;
 }
 
-/** A seal that records each key it was asked for and the parameters it gave. */
-function recordingSeal() {
+/**
+ * A seal that records each key it was asked for (`started`, at once) and the parameters it gave
+ * (`calls`, when done); `fail(to)` makes it reject for that key instead.
+ */
+function recordingSeal(fail: (to: EcPublicKey) => boolean = () => false) {
+  const started: EcPublicKey[] = [];
   const calls: { to: EcPublicKey; params: SealParams }[] = [];
   const seal: Seal = async (to) => {
+    started.push(to);
+    if (fail(to)) throw new MailsealError('internal', 'sealing failed: a worker exited');
     const params = await makeSealParams(to);
     calls.push({ to, params });
     return params;
   };
-  return { seal, calls };
+  return { seal, calls, started };
 }
 
 async function run(target: Target, seal: Seal) {
@@ -54,19 +60,25 @@ async function plaintext(file: string, key: EcPrivateKey): Promise<string> {
 
 const zero = (b: Buffer) => b.every((x) => x === 0);
 
-/** Until `n` seals have finished (at most 2 s), and the callbacks queued behind them have run. */
+/** Until `n` seals have finished (at most 20 s), and the callbacks queued behind them have run. */
 async function settled(calls: unknown[], n: number): Promise<void> {
-  for (let i = 0; i < 200 && calls.length < n; i++) await new Promise((res) => setTimeout(res, 10));
+  for (let i = 0; i < 2000 && calls.length < n; i++) await new Promise((res) => setTimeout(res, 10));
   await new Promise((res) => setImmediate(res));
 }
 
-test('guess confirmed: one seal, to that key, and the mail opens with it', async (t) => {
+test('guess confirmed: one seal, started before the lookup answered, to that key; the mail opens with it', async (t) => {
   const dir = folder(t);
   const key = await generateKey('secp521r1');
-  const pub = publicOnly(key);
-  const { seal, calls } = recordingSeal();
-  const r = await run({ rcpt: 'a@x', folder: dir, key: async () => pub, guess: () => pub }, seal);
+  const { seal, calls, started } = recordingSeal();
+  let startedBeforeLookup = -1;
+  const lookup = async () => {
+    await new Promise((res) => setTimeout(res, 20));
+    startedBeforeLookup = started.length;
+    return publicOnly(key); // another object than the guess, the same key
+  };
+  const r = await run({ rcpt: 'a@x', folder: dir, key: lookup, guess: () => publicOnly(key) }, seal);
   t.true(r.ok);
+  t.is(startedBeforeLookup, 1, 'the seal to the guess ran beside the lookup');
   t.is(calls.length, 1);
   t.is(calls[0]!.to.id, key.id);
   const file = r.ok ? r.path : '';
@@ -108,5 +120,41 @@ test('lookup fails with a guess: the delivery fails, nothing stored, the guessed
   await settled(calls, 1); // the guessed seal may still be running when the delivery has failed
   t.is(calls.length, 1);
   t.true(zero(calls[0]!.params.kd), 'guessed key material wiped');
+  for (const sub of ['new', 'tmp', 'cur']) t.deepEqual(fs.readdirSync(path.join(dir, sub)), [], sub);
+});
+
+test('the guessed seal fails before the lookup answers: no unhandled rejection; a rotated key is sealed to anyway', async (t) => {
+  const dir = folder(t);
+  const old = await generateKey('prime256v1');
+  const now = await generateKey('prime256v1');
+  const { seal, calls } = recordingSeal((to) => to.id === old.id);
+  // The agent has no 'unhandledRejection' listener: one would end it (Node's default).
+  const unhandled: unknown[] = [];
+  const note = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', note);
+  t.teardown(() => process.off('unhandledRejection', note));
+  const lookup = async () => {
+    await new Promise((res) => setTimeout(res, 50)); // the guessed seal has long failed by now
+    return publicOnly(now);
+  };
+  const r = await run({ rcpt: 'a@x', folder: dir, key: lookup, guess: () => publicOnly(old) }, seal);
+  t.deepEqual(unhandled, []);
+  t.true(r.ok, r.ok ? '' : r.error.message);
+  t.deepEqual(calls.map((c) => c.to.id), [now.id]);
+  t.true((await plaintext(r.ok ? r.path : '', now)).includes('line one'));
+});
+
+test('the guessed seal fails and the lookup confirms the key: the delivery fails (4xx), nothing stored', async (t) => {
+  const dir = folder(t);
+  const key = await generateKey('secp521r1');
+  const { seal, started } = recordingSeal(() => true);
+  const lookup = async () => {
+    await new Promise((res) => setTimeout(res, 50));
+    return publicOnly(key);
+  };
+  const r = await run({ rcpt: 'a@x', folder: dir, key: lookup, guess: () => publicOnly(key) }, seal);
+  t.false(r.ok);
+  t.is(r.ok ? '' : r.error.code, 'internal');
+  t.is(started.length, 1, 'not sealed twice');
   for (const sub of ['new', 'tmp', 'cur']) t.deepEqual(fs.readdirSync(path.join(dir, sub)), [], sub);
 });
