@@ -94,9 +94,9 @@ export function defaultMessages(size: number): number {
 /**
  * Default warm-up: each server gets WARMUP_SECONDS of the case's load before its timed runs (at
  * most defaultWarmupCap() messages). The agent's CPU per message keeps falling over its first
- * few thousand messages after a start (V8 optimising its hot paths, its heap growing to the
- * load): a short warm-up measured a cold agent, not the long-running one Postfix talks to.
- * Dovecot gets the same seconds.
+ * few thousand messages after a start (by 30–45%; not only V8's JIT: README, Performance): a
+ * short warm-up measured a cold agent, not the long-running one Postfix talks to. Dovecot gets
+ * the same seconds.
  */
 export const WARMUP_SECONDS = 5;
 

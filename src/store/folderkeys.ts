@@ -44,7 +44,7 @@ export class FolderKeys {
   /** The key activeKey() last returned for each folder. */
   private last = new Map<string, EcPublicKey>();
 
-  /** Forget every cached dict. */
+  /** Forget every cached dict, and the last keys (SIGHUP). */
   clear(): void {
     this.cache.clear();
     this.last.clear();
