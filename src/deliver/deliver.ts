@@ -71,15 +71,33 @@ class Sink {
     if (this.pendingBytes >= FLUSH_AT) await this.flush();
   }
 
+  /**
+   * Hand what has gathered to the writer without waiting for it: the next chunks are taken in
+   * and enciphered while it is written (an O_DIRECT write waits for the device). At most one
+   * write is in flight; the next flush, the commit and the abort wait for it first, so at most
+   * two batches are held and a write error surfaces at the next step.
+   */
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
+    await this.settle();
     const bufs = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    await this.writer.write(bufs);
+    this.inflight = this.writer.write(bufs);
+    this.inflight.catch(() => undefined); // seen by settle(), not an unhandled rejection
+  }
+
+  private inflight: Promise<void> | null = null;
+
+  /** Wait for the write in flight; rethrows its error. */
+  private async settle(): Promise<void> {
+    const w = this.inflight;
+    this.inflight = null;
+    if (w) await w;
   }
 
   async commit(body: LfConverter): Promise<Result> {
+    await this.settle();
     this.add(this.sealer.final());
     // What is still buffered goes with the commit: a small message is one durable write.
     const tail = this.pending;
@@ -91,9 +109,10 @@ class Sink {
     return { ok: true, path, size, vsize };
   }
 
-  abort(): Promise<void> {
+  async abort(): Promise<void> {
     this.pending = [];
-    return this.writer.abort();
+    await this.settle().catch(() => undefined);
+    await this.writer.abort();
   }
 }
 

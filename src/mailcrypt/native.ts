@@ -12,6 +12,9 @@ import { createRequire } from 'node:module';
 import { badFormat, MailsealError } from '../errors.ts';
 import type { Curve } from './curves.ts';
 
+/** A large message's tmp/ file in the addon (src/native/direct.c): O_DIRECT where the file system takes it. */
+export type DirectFile = { readonly __directFile: unique symbol };
+
 export interface Addon {
   seal(curve: string, field: number, point: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer, Buffer]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
@@ -19,6 +22,16 @@ export interface Addon {
   /** With `syncDir`, that directory is fsynced after the rename, in the same job. */
   writeDurable(tmpPath: string, finalPath: string, buffers: Buffer[], syncDir?: string): Promise<void>;
   syncDir(dir: string): Promise<void>;
+  /** Create `tmpPath` (O_EXCL, 0600), O_DIRECT on where the file system takes it; one job. */
+  fileOpen(tmpPath: string): Promise<DirectFile>;
+  /** Append `buffers` (≤ 64); whole 4 KiB blocks go to the disk now, the rest with the next call. */
+  fileAppend(f: DirectFile, buffers: Buffer[]): Promise<void>;
+  /** Append the last `buffers`, fsync, close, rename to `finalPath`; with `syncDir`, fsync it too. */
+  fileCommit(f: DirectFile, finalPath: string, buffers: Buffer[], syncDir?: string): Promise<void>;
+  /** Close and unlink the tmp file (resolves at once if already committed or aborted). */
+  fileAbort(f: DirectFile): Promise<void>;
+  /** Whether O_DIRECT is on for `f`. */
+  fileDirect(f: DirectFile): boolean;
   /** The first `length` (≤ 4096) bytes of a file, or null if it does not exist; one job. */
   readHead(file: string, length: number): Promise<Buffer | null>;
   /** CRLF → LF of `src` into `dst`; state = [held CR, LFs written]; returns the bytes written. */

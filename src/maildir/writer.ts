@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
 import { hostname } from '../config.ts';
-import { nativeAddon } from '../mailcrypt/native.ts';
+import { type DirectFile, nativeAddon } from '../mailcrypt/native.ts';
 import { makeMaildirName } from './filename.ts';
 
 let seq = 0;
@@ -92,11 +92,13 @@ export function syncDir(dir: string): Promise<void> {
  * One message being written into a Maildir folder (the folder holds cur/, new/, tmp/). Nothing
  * touches the disk until the first write() or commit(): a message that fits in memory is written
  * at commit() in one native job (create tmp/ file, write, fsync, close, rename), a larger one is
- * streamed into its tmp/ file as it comes.
+ * streamed into its tmp/ file as it comes — through the addon's DirectFile (O_DIRECT: no copy
+ * into the page cache, no writeback at fsync) where it is built, else through node:fs.
  */
 export class MaildirWriter {
   private base = uniqueBase();
   private fh: fs.FileHandle | null = null;
+  private df: DirectFile | null = null;
   private closed = false;
   written = 0;
 
@@ -104,6 +106,11 @@ export class MaildirWriter {
 
   get tmpPath(): string {
     return path.join(this.folder, 'tmp', this.base);
+  }
+
+  /** Whether the tmp file is written with O_DIRECT (for tests). */
+  get direct(): boolean {
+    return this.df !== null && nativeAddon()!.fileDirect(this.df);
   }
 
   /** Run `create` (which makes tmp/<base> with O_EXCL) again under a new name while the name is taken. */
@@ -118,13 +125,21 @@ export class MaildirWriter {
     }
   }
 
-  /** Create `tmp/<unique>` (O_EXCL, mode 0600). */
+  /** Create `tmp/<unique>` (O_EXCL, mode 0600) through node:fs. */
   private async open(): Promise<fs.FileHandle> {
     return (this.fh = await this.freshName(() => fs.open(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)));
   }
 
-  /** Append `bufs` (one writev; the rest again after a short write). */
+  /** Append `bufs` (one writev or one native job; the rest again after a short write). */
   async write(bufs: Buffer[]): Promise<void> {
+    const native = nativeAddon();
+    if (native && !this.fh) {
+      const df = this.df ?? (this.df = await this.freshName(() => native.fileOpen(this.tmpPath)));
+      const list = few(bufs);
+      await native.fileAppend(df, list);
+      for (const b of list) this.written += b.length;
+      return;
+    }
     const fh = this.fh ?? (await this.open());
     let rest = bufs.filter((b) => b.length > 0);
     while (rest.length > 0) {
@@ -144,16 +159,18 @@ export class MaildirWriter {
     const final = () => path.join(this.folder, 'new', `${this.base},S=${size},W=${vsize}`);
     const newDir = path.join(this.folder, 'new');
     const native = nativeAddon();
-    if (tail.length > 64) tail = [Buffer.concat(tail)]; // many small chunks (a slow client)
-    if (!this.fh && native) {
-      const led = await this.freshName(async () => {
-        // Usually nobody else is syncing new/: then its fsync goes in the same job too.
-        const round = dirSyncer.lead(newDir, () => native.writeDurable(this.tmpPath, final(), tail, newDir));
-        if (round) return round.then(() => true);
-        await native.writeDurable(this.tmpPath, final(), tail);
-        return false;
-      });
-      if (led) return final();
+    tail = few(tail);
+    // Usually nobody else is syncing new/: then its fsync goes in the same job too (`led`).
+    const durable = (job: (syncDir?: string) => Promise<void>): Promise<boolean> => {
+      const round = dirSyncer.lead(newDir, () => job(newDir));
+      return round ? round.then(() => true) : job().then(() => false);
+    };
+    let led = false;
+    if (native && this.df) {
+      const df = this.df;
+      led = await durable((dir) => native.fileCommit(df, final(), tail, dir));
+    } else if (native && !this.fh) {
+      led = await this.freshName(() => durable((dir) => native.writeDurable(this.tmpPath, final(), tail, dir)));
     } else {
       await this.write(tail);
       const fh = this.fh ?? (await this.open());
@@ -161,6 +178,7 @@ export class MaildirWriter {
       await this.close();
       await fs.rename(this.tmpPath, final());
     }
+    if (led) return final();
     // If this fsync fails the file is in new/ but the client hears 4xx and sends again: a
     // duplicate, never a loss.
     await syncDir(newDir);
@@ -169,6 +187,10 @@ export class MaildirWriter {
 
   /** Give up: close and remove the tmp file, if there is one. Never throws. */
   async abort(): Promise<void> {
+    if (this.df) {
+      await nativeAddon()!.fileAbort(this.df).catch(() => undefined);
+      return;
+    }
     if (!this.fh) return;
     await this.close().catch(() => undefined);
     await fs.unlink(this.tmpPath).catch(() => undefined);
@@ -179,4 +201,9 @@ export class MaildirWriter {
     this.closed = true;
     await this.fh.close();
   }
+}
+
+/** At most 64 buffers (the native jobs' limit): many small chunks (a slow client) joined into one. */
+function few(bufs: Buffer[]): Buffer[] {
+  return bufs.length > 64 ? [Buffer.concat(bufs)] : bufs;
 }

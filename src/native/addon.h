@@ -13,6 +13,15 @@ napi_value js_sync_dir(napi_env env, napi_callback_info info);
 /* maildir.c: readHead(path, length): Promise<Buffer | null> */
 napi_value js_read_head(napi_env env, napi_callback_info info);
 
+/* direct.c: a large message's tmp/ file with O_DIRECT: fileOpen(tmpPath): Promise<DirectFile>,
+ * fileAppend(f, buffers), fileCommit(f, finalPath, buffers, syncDir?), fileAbort(f): Promise<void>,
+ * fileDirect(f): boolean */
+napi_value js_file_open(napi_env env, napi_callback_info info);
+napi_value js_file_append(napi_env env, napi_callback_info info);
+napi_value js_file_commit(napi_env env, napi_callback_info info);
+napi_value js_file_abort(napi_env env, napi_callback_info info);
+napi_value js_file_direct(napi_env env, napi_callback_info info);
+
 /* lf.c: lfConvert(src, dst, state): number */
 napi_value js_lf_convert(napi_env env, napi_callback_info info);
 
