@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { type Db, openDb } from '../accounts/db.ts';
 import { DEFAULTS, parseListen } from '../config.ts';
+import type { Seal } from '../deliver/deliver.ts';
 import { createResolver } from '../deliver/recipient.ts';
 import { MailsealError } from '../errors.ts';
 import { installDataScan } from '../lmtp/datascan.ts';
@@ -13,7 +14,6 @@ import { createLogger } from '../log.ts';
 import { sweepTmp } from '../maildir/sweep.ts';
 import { FolderKeys } from '../store/folderkeys.ts';
 import { SealPool } from '../mailcrypt/pool.ts';
-import type { EcPublicKey } from '../mailcrypt/keys.ts';
 import { nativeSeal, nativeStatus } from '../mailcrypt/native.ts';
 import { makeSealParams } from '../mailcrypt/seal.ts';
 import { globals } from './common.ts';
@@ -78,7 +78,7 @@ export function registerServe(program: Command): void {
           throw new MailsealError('internal', `cannot start the sealing workers (${(err as Error).message}); is TMPDIR writable?`);
         });
       }
-      const seal = pool ? (to: EcPublicKey) => pool!.seal(to) : (to: EcPublicKey) => makeSealParams(to);
+      const seal: Seal = pool ? (to) => pool!.seal(to) : (to, probe) => makeSealParams(to, { probe });
       const l = createLmtpServer({ resolve, logger, maxSize, seal });
       const where: string[] = [];
       if (o.listen) {

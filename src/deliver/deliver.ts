@@ -8,6 +8,7 @@
 import type { Readable } from 'node:stream';
 import { MailsealError, toMailsealError } from '../errors.ts';
 import type { EcPublicKey } from '../mailcrypt/keys.ts';
+import type { Probe, ProbePaths } from '../mailcrypt/native.ts';
 import { makeSealParams, type SealParams, Sealer } from '../mailcrypt/seal.ts';
 import { MaildirWriter } from '../maildir/writer.ts';
 import { LfConverter } from './lf.ts';
@@ -19,13 +20,18 @@ export interface Target {
   rcpt: string;
   /** The Maildir folder directory (holds cur/ new/ tmp/). */
   folder: string;
-  /** Resolves the folder's active public key (creating it if needed). */
-  key: () => Promise<EcPublicKey>;
+  /**
+   * Resolves the folder's active public key (creating it if needed); with a probe, from the
+   * files as the probe read them instead of reading them itself.
+   */
+  key: (probe?: Probe | null) => Promise<EcPublicKey>;
   /**
    * The key `key()` resolved last time, if known, without I/O. The seal to it starts while
    * `key()` checks the dict and the folder; it is used only if `key()` gives the same key.
    */
   guess?: () => EcPublicKey | undefined;
+  /** The files `key()` reads: a seal that can read them too (the native one) does, in its job. */
+  probe?: ProbePaths;
 }
 
 export type Result = { ok: true; path: string; size: number; vsize: number } | { ok: false; error: MailsealError };
@@ -116,26 +122,33 @@ class Sink {
   }
 }
 
-/** Makes a message key and header for a folder key (in-process, or a worker pool's). */
-export type Seal = (to: EcPublicKey) => Promise<SealParams>;
+/**
+ * Makes a message key and header for a folder key (in-process, or a worker pool's). With
+ * `probe`, a seal that can (the native one) also reads those files for the key lookup, in the
+ * same threadpool job, and returns what it found as `probe`.
+ */
+export type Seal = (to: EcPublicKey, probe?: ProbePaths) => Promise<SealParams>;
 
 /**
  * A message key sealed to the target's active key. With a guess (the key of the last delivery to
- * the folder), the seal starts at once, beside the lookup that checks the key: one threadpool
- * round trip less before the body can be enciphered. If the lookup finds another key (rotated,
- * or a re-created folder), the guessed seal's key material is wiped unused and the seal is made
- * again to the right key; if the lookup fails, so does the delivery, as without a guess.
+ * the folder), the seal starts at once, and the files the lookup checks are read in the seal's
+ * own job after it (where the seal can: one job for both, instead of three); else beside it. If
+ * the lookup finds another key (rotated, or a re-created folder), the guessed seal's key material
+ * is wiped unused and the seal is made again to the right key; if the lookup fails, so does the
+ * delivery, as without a guess.
  */
 async function sealTo(target: Target, seal: Seal): Promise<SealParams> {
   const guess = target.guess?.();
-  const early = guess ? seal(guess) : null;
+  const early = guess ? seal(guess, target.probe) : null;
   // A rejection that comes before the lookup's answer must not count as unhandled (Node would
   // end the process); whoever uses `early` still gets it.
   early?.catch(() => undefined);
   const discard = () => early?.then((p) => p.kd.fill(0), () => undefined);
   let key: EcPublicKey;
   try {
-    key = await target.key();
+    // Without a probe (a seal that does not read, or a failed read) the lookup reads for itself.
+    const probe = early && target.probe ? await early.then((p) => p.probe, () => undefined) : undefined;
+    key = await target.key(probe);
   } catch (err) {
     discard();
     throw err;
@@ -145,11 +158,13 @@ async function sealTo(target: Target, seal: Seal): Promise<SealParams> {
   return seal(key);
 }
 
+const sealHere: Seal = (to, probe) => makeSealParams(to, { probe });
+
 export interface DeliveryInput {
   source: Readable & { sizeExceeded?: boolean };
   targets: Target[];
   trace: Omit<TraceInfo, 'rcpt'>;
-  /** Default: makeSealParams on this thread. */
+  /** Default: makeSealParams on this thread (the native path where it is built). */
   seal?: Seal;
 }
 
@@ -163,7 +178,7 @@ export async function deliver(input: DeliveryInput): Promise<Result[]> {
   const results: (Result | null)[] = targets.map(() => null);
   const opened = await Promise.all(
     targets.map((t, i) =>
-      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt }), input.seal ?? makeSealParams).catch((err) => {
+      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt }), input.seal ?? sealHere).catch((err) => {
         results[i] = { ok: false, error: toMailsealError(err) };
         return null;
       }),

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { type Db, findUser } from '../accounts/db.ts';
 import { MailsealError } from '../errors.ts';
 import { folderPath, isInside } from '../maildir/paths.ts';
-import type { FolderKeys } from '../store/folderkeys.ts';
+import { FolderKeys } from '../store/folderkeys.ts';
 import type { Target } from './deliver.ts';
 
 export interface ResolverOptions {
@@ -61,6 +61,13 @@ export function createResolver(o: ResolverOptions) {
       const candidate = folderPath(maildir, detail);
       if (await isMaildir(candidate)) folder = candidate;
     }
-    return { rcpt, user: user.address, folder, key: () => o.keys.activeKey(maildir, folder), guess: () => o.keys.lastKey(folder) };
+    return {
+      rcpt,
+      user: user.address,
+      folder,
+      key: (probe) => o.keys.activeKey(maildir, folder, probe),
+      guess: () => o.keys.lastKey(folder),
+      probe: FolderKeys.probePaths(maildir, folder),
+    };
   };
 }

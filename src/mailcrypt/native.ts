@@ -16,7 +16,8 @@ import type { Curve } from './curves.ts';
 export type DirectFile = { readonly __directFile: unique symbol };
 
 export interface Addon {
-  seal(curve: string, field: number, point: Buffer, rounds: number): Promise<[Buffer, Buffer, Buffer, Buffer]>;
+  /** With `probe`, the same job then reads what the key lookup needs (see Probe). */
+  seal(curve: string, field: number, point: Buffer, rounds: number, probe?: ProbePaths): Promise<[Buffer, Buffer, Buffer, Buffer, (Probe | null)?]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
   chain(h0: Buffer, rounds: number): Buffer;
   /** With `syncDir`, that directory is fsynced after the rename, in the same job. */
@@ -47,6 +48,19 @@ export interface Addon {
   p521TableStats(): [number, number, number];
 }
 
+/** A folder's dovecot-uidlist and its user's dict: what a delivery's key lookup reads. */
+export type ProbePaths = [uidlist: string, dict: string];
+
+/**
+ * What the key lookup reads (FolderKeys.activeKey), read in the seal's job instead of two jobs of
+ * its own: the uidlist's first 512 bytes (null: no such file) and the dict's identity (null: no
+ * dict), ino/size/mtimeMs computed as node:fs computes them.
+ */
+export interface Probe {
+  head: Buffer | null;
+  dict: { ino: number; size: number; mtimeMs: number } | null;
+}
+
 /** One message key, wrapped for the header (spec §2.3). */
 export interface Wrapped {
   /** The ephemeral public point (uncompressed). */
@@ -57,6 +71,8 @@ export interface Wrapped {
   check: Buffer;
   /** The 60 bytes of key material: GCM key(32) ‖ IV(12) ‖ AAD(16). */
   kd: Buffer;
+  /** When asked for: the lookup's reads, done after the seal in the same job (null: a read failed). */
+  probe?: Probe | null;
 }
 
 export interface NativeSeal {
@@ -67,7 +83,7 @@ export interface NativeSeal {
    * t = PBKDF2(secret, point, rounds, 48), kd under AES-256-CBC with t, and the check hash of kd;
    * t and the secret never leave the addon. Runs on the threadpool.
    */
-  wrap(curve: Curve, peerPoint: Buffer, rounds: number): Promise<Wrapped>;
+  wrap(curve: Curve, peerPoint: Buffer, rounds: number, probe?: ProbePaths): Promise<Wrapped>;
 }
 
 /** From src/mailcrypt/ and from dist/mailcrypt/ alike: the addon is built in src/native/. */
@@ -102,10 +118,10 @@ export function nativeSeal(): NativeSeal | null {
   if (!a || !a.ec) return (seal = null);
   seal = {
     description: `${a.ec}, ${a.sha256}${a.p521Tables ? ', P-521 key tables' : ''}`,
-    async wrap(curve, peerPoint, rounds) {
+    async wrap(curve, peerPoint, rounds, probe) {
       try {
-        const [point, encryptedKey, check, kd] = await a.seal(curve.name, curve.size, peerPoint, rounds);
-        return { point, encryptedKey, check, kd };
+        const [point, encryptedKey, check, kd, found] = await a.seal(curve.name, curve.size, peerPoint, rounds, probe);
+        return probe ? { point, encryptedKey, check, kd, probe: found ?? null } : { point, encryptedKey, check, kd };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EBADPOINT') throw badFormat(`invalid ${curve.name} point`);
         throw new MailsealError('internal', `sealing failed: ${(err as Error).message}`);

@@ -7,7 +7,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { encodeHeader, KD_LENGTH } from './format.ts';
 import { checkHash, pbkdf2 } from './kdf.ts';
 import { type EcPublicKey, ecdh, generateKey } from './keys.ts';
-import { nativeSeal, type Wrapped } from './native.ts';
+import { nativeSeal, type Probe, type ProbePaths, type Wrapped } from './native.ts';
 
 const ROUNDS = 2048;
 
@@ -16,6 +16,8 @@ export interface SealParams {
   header: Buffer;
   /** 60 bytes of key material: key(32) ‖ iv(12) ‖ aad(16). Zeroed by the stream when done. */
   kd: Buffer;
+  /** The key lookup's reads, if asked for and the native path made them (see native.ts Probe). */
+  probe?: Probe | null;
 }
 
 /** The node:crypto path: EC in node's OpenSSL, PBKDF2 on the threadpool, the chain in TypeScript. */
@@ -36,13 +38,14 @@ async function wrapPortable(to: EcPublicKey): Promise<Wrapped> {
 /**
  * Make a message key and its header, encrypted to `to` (the folder's active public key). The
  * native addon does all of it in one call on libuv's threadpool; without it (`portable`, or
- * MAILSEAL_NATIVE=0), node:crypto does.
+ * MAILSEAL_NATIVE=0), node:crypto does. With `probe`, the native call also reads what the key
+ * lookup needs (`probe` in the result); the portable path ignores it.
  */
-export async function makeSealParams(to: EcPublicKey, portable = false): Promise<SealParams> {
-  const native = portable ? null : nativeSeal();
-  const w = native ? await native.wrap(to.curve, to.point, ROUNDS) : await wrapPortable(to);
+export async function makeSealParams(to: EcPublicKey, opts: { probe?: ProbePaths; portable?: boolean } = {}): Promise<SealParams> {
+  const native = opts.portable ? null : nativeSeal();
+  const w = native ? await native.wrap(to.curve, to.point, ROUNDS, opts.probe) : await wrapPortable(to);
   const header = encodeHeader({ keyId: to.id, ephemeral: w.point, encryptedKey: w.encryptedKey, checkHash: w.check }, ROUNDS);
-  return { header, kd: w.kd };
+  return w.probe === undefined ? { header, kd: w.kd } : { header, kd: w.kd, probe: w.probe };
 }
 
 /**

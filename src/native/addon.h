@@ -25,6 +25,22 @@ napi_value js_file_direct(napi_env env, napi_callback_info info);
 /* lf.c: lfConvert(src, dst, state): number */
 napi_value js_lf_convert(napi_env env, napi_callback_info info);
 
+/* maildir.c: what the key lookup of a delivery reads, done inside the seal's job (seal.c): the
+ * head of the folder's dovecot-uidlist and a stat of the user's dict. `failed` (an errno other
+ * than ENOENT) means: read them again the usual way. */
+#define PROBE_HEAD 512
+typedef struct {
+  char uidlist[4096];
+  char dict[4096];
+  unsigned char head[PROBE_HEAD];
+  size_t head_len;
+  int head_missing;
+  int dict_missing;
+  double ino, size, mtime_ms;
+  int failed;
+} Probe;
+void probe_folder(Probe *p);
+
 /* The errno constant's name ("ENOSPC"), as node:fs errors carry it in `code`. */
 const char *errno_name(int e);
 

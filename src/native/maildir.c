@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -75,6 +76,31 @@ static void read_head(WriteJob *j) {
     j->head_len = (size_t)n;
   }
   close(fd);
+}
+
+void probe_folder(Probe *p) {
+  int fd = open(p->uidlist, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) p->head_missing = 1;
+    else p->failed = 1;
+  } else {
+    ssize_t n;
+    do n = pread(fd, p->head, sizeof p->head, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) p->failed = 1;
+    else p->head_len = (size_t)n;
+    close(fd);
+  }
+  struct stat st;
+  if (stat(p->dict, &st) != 0) {
+    if (errno == ENOENT) p->dict_missing = 1;
+    else p->failed = 1;
+    return;
+  }
+  /* As node:fs computes Stats#ino, #size and #mtimeMs, so that the two compare equal. */
+  p->ino = (double)st.st_ino;
+  p->size = (double)st.st_size;
+  p->mtime_ms = (double)st.st_mtim.tv_sec * 1e3 + (double)st.st_mtim.tv_nsec / 1e6;
 }
 
 static void write_execute(napi_env env, void *data) {

@@ -180,6 +180,7 @@ typedef struct {
   unsigned char check[32];
   const char *error; /* static string */
   int bad_point;
+  Probe *probe; /* with a 5th argument: the key lookup's reads, after the seal */
 } Job;
 
 /* out[64] = AES-256-CBC(key = t[0..32), iv = t[32..48)) of kd, PKCS#7-padded (spec §2.3). */
@@ -347,6 +348,7 @@ static void seal_execute(napi_env env, void *data) {
   }
   mailcrypt_kdf(sha, secret, j->field, j->point, plen, j->kd, KD_LEN, j->rounds, t, j->check);
   if (!encrypt_kd(t, j->kd, j->ekd)) j->error = "libcrypto: AES-256-CBC failed";
+  if (j->probe && !j->error) probe_folder(j->probe);
 out:
   wipe(secret, sizeof secret);
   wipe(t, sizeof t);
@@ -359,6 +361,35 @@ static napi_value buffer_of(napi_env env, const unsigned char *p, size_t n) {
   void *dst;
   if (napi_create_buffer_copy(env, n, p, &dst, &b) != napi_ok) return NULL;
   return b;
+}
+
+static napi_value number(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+/* null if a read failed; else { head: Buffer | null, dict: { ino, size, mtimeMs } | null }. */
+static napi_value probe_value(napi_env env, const Probe *p) {
+  napi_value v, head, dict;
+  if (p->failed) {
+    napi_get_null(env, &v);
+    return v;
+  }
+  napi_create_object(env, &v);
+  if (p->head_missing) napi_get_null(env, &head);
+  else head = buffer_of(env, p->head, p->head_len);
+  if (p->dict_missing) {
+    napi_get_null(env, &dict);
+  } else {
+    napi_create_object(env, &dict);
+    napi_set_named_property(env, dict, "ino", number(env, p->ino));
+    napi_set_named_property(env, dict, "size", number(env, p->size));
+    napi_set_named_property(env, dict, "mtimeMs", number(env, p->mtime_ms));
+  }
+  napi_set_named_property(env, v, "head", head);
+  napi_set_named_property(env, v, "dict", dict);
+  return v;
 }
 
 static void seal_complete(napi_env env, napi_status status, void *data) {
@@ -377,9 +408,11 @@ static void seal_complete(napi_env env, napi_status status, void *data) {
     napi_set_element(env, arr, 1, buffer_of(env, j->ekd, EKD_LEN));
     napi_set_element(env, arr, 2, buffer_of(env, j->check, 32));
     napi_set_element(env, arr, 3, buffer_of(env, j->kd, KD_LEN));
+    if (j->probe) napi_set_element(env, arr, 4, probe_value(env, j->probe));
     napi_resolve_deferred(env, j->deferred, arr);
   }
   napi_delete_async_work(env, j->work);
+  free(j->probe);
   wipe(j, sizeof *j);
   free(j);
 }
@@ -396,12 +429,14 @@ static int get_buffer(napi_env env, napi_value v, void **data, size_t *len) {
   return napi_get_buffer_info(env, v, data, len) == napi_ok;
 }
 
-/* seal(curveName: string, fieldSize: number, peerPoint: Buffer, rounds): Promise */
+/* seal(curveName: string, fieldSize: number, peerPoint: Buffer, rounds, probe?: [uidlistPath,
+ * dictPath]): Promise<[point, encryptedKey, check, kd, probe?]> — with `probe`, the same job then
+ * reads the uidlist's head and stats the dict (probe_folder) for the key lookup. */
 static napi_value js_seal(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc != 4) return throw_type(env, "seal(curve, field, point, rounds)");
+  if (argc < 4 || argc > 5) return throw_type(env, "seal(curve, field, point, rounds, probe?)");
   if (!ec_library) return throw_type(env, "libcrypto.so.3 is not loaded");
   char curve[32];
   size_t clen;
@@ -425,6 +460,23 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
   memcpy(j->peer, peer, peer_len);
   j->peer_len = peer_len;
   j->rounds = rounds;
+  napi_valuetype t5 = napi_undefined;
+  if (argc == 5) napi_typeof(env, argv[4], &t5);
+  if (t5 != napi_undefined) {
+    napi_value a, b;
+    size_t la, lb;
+    bool is_array = false;
+    j->probe = calloc(1, sizeof *j->probe);
+    if (!j->probe || napi_is_array(env, argv[4], &is_array) != napi_ok || !is_array ||
+        napi_get_element(env, argv[4], 0, &a) != napi_ok || napi_get_element(env, argv[4], 1, &b) != napi_ok ||
+        napi_get_value_string_utf8(env, a, j->probe->uidlist, sizeof j->probe->uidlist, &la) != napi_ok ||
+        napi_get_value_string_utf8(env, b, j->probe->dict, sizeof j->probe->dict, &lb) != napi_ok ||
+        la >= sizeof j->probe->uidlist - 1 || lb >= sizeof j->probe->dict - 1) {
+      free(j->probe);
+      free(j);
+      return throw_type(env, "probe: [uidlistPath, dictPath]");
+    }
+  }
 
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
@@ -432,6 +484,7 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
   napi_create_async_work(env, NULL, name, seal_execute, seal_complete, j, &j->work);
   if (napi_queue_async_work(env, j->work) != napi_ok) {
     napi_delete_async_work(env, j->work);
+    free(j->probe);
     free(j);
     napi_throw_error(env, NULL, "cannot queue the seal");
     return NULL;

@@ -9,8 +9,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { MailsealError } from '../errors.ts';
 import { type EcPublicKey, generateKey, publicOnly } from '../mailcrypt/keys.ts';
+import type { Probe, ProbePaths } from '../mailcrypt/native.ts';
 import { formatPrivateKey, formatPublicKey } from '../mailcrypt/keystring.ts';
-import { ensureMailbox, readMailboxGuid } from '../maildir/uidlist.ts';
+import { ensureMailbox, parseUidlistGuid, readMailboxGuid, UIDLIST } from '../maildir/uidlist.ts';
 import { readDict, updateDict } from './dictfile.ts';
 import { activePublicKey, putKey } from './keyring.ts';
 
@@ -59,6 +60,11 @@ export class FolderKeys {
     return this.last.get(folder);
   }
 
+  /** The files activeKey(maildir, folder) reads: for a probe made elsewhere. */
+  static probePaths(maildir: string, folder: string): ProbePaths {
+    return [path.join(folder, UIDLIST), path.join(maildir, DICT_NAME)];
+  }
+
   /** The dict of a Maildir, from cache if the file is unchanged (`st`: its stamp now). */
   private async dict(maildir: string, st: Stamp): Promise<Cached> {
     const file = path.join(maildir, DICT_NAME);
@@ -73,12 +79,16 @@ export class FolderKeys {
 
   /**
    * The active public key of `folder` (a directory inside `maildir`, or `maildir` itself for
-   * INBOX), creating the folder key if there is none yet.
+   * INBOX), creating the folder key if there is none yet. `probe`: the uidlist head and dict
+   * stamp, read for this delivery by the seal's native job (see probePaths()).
    * @throws MailsealError no-key (no user key: the user was never keyed), bad-format (damaged dict).
    */
-  async activeKey(maildir: string, folder: string): Promise<EcPublicKey> {
-    // The GUID read afresh (a re-created folder is a new mailbox), beside a stat of the dict.
-    const [found, dictStamp] = await Promise.all([readMailboxGuid(folder), stamp(path.join(maildir, DICT_NAME))]);
+  async activeKey(maildir: string, folder: string, probe?: Probe | null): Promise<EcPublicKey> {
+    // The GUID read afresh (a re-created folder is a new mailbox), beside a stat of the dict;
+    // or both as `probe` found them a moment ago, in the seal's job (one job fewer).
+    const [found, dictStamp] = probe
+      ? [probe.head && parseUidlistGuid(probe.head.toString('latin1')), probe.dict]
+      : await Promise.all([readMailboxGuid(folder), stamp(path.join(maildir, DICT_NAME))]);
     const guid = found ?? (await ensureMailbox(folder));
     const c = await this.dict(maildir, dictStamp);
     let key = c.keys.get(guid);

@@ -13,6 +13,7 @@ import { MailsealError } from '../../src/errors.ts';
 import { decodeHeader } from '../../src/mailcrypt/format.ts';
 import { type EcPrivateKey, type EcPublicKey, generateKey, publicOnly } from '../../src/mailcrypt/keys.ts';
 import { openFile } from '../../src/mailcrypt/open.ts';
+import { nativeSeal, type Probe, type ProbePaths } from '../../src/mailcrypt/native.ts';
 import { makeSealParams, type SealParams } from '../../src/mailcrypt/seal.ts';
 
 const MSG = Buffer.from('Subject: guessed\r\n\r\nthe body, line one\r\nline two\r\n');
@@ -157,4 +158,34 @@ test('the guessed seal fails and the lookup confirms the key: the delivery fails
   t.is(r.ok ? '' : r.error.code, 'internal');
   t.is(started.length, 1, 'not sealed twice');
   for (const sub of ['new', 'tmp', 'cur']) t.deepEqual(fs.readdirSync(path.join(dir, sub)), [], sub);
+});
+
+(nativeSeal() ? test : test.skip)('probe paths: the guessed seal reads them in its own job and the lookup gets what it read; else the lookup reads', async (t) => {
+  const dir = folder(t);
+  const uidlist = path.join(dir, 'dovecot-uidlist');
+  fs.writeFileSync(uidlist, '3 V1 N1 G0123456789abcdef0123456789abcdef\n');
+  const key = await generateKey('prime256v1');
+  const asked: (ProbePaths | undefined)[] = [];
+  const native: Seal = async (to, probe) => {
+    asked.push(probe);
+    return makeSealParams(to, { probe });
+  };
+  const got: (Probe | null | undefined)[] = [];
+  const target: Target = {
+    rcpt: 'a@x',
+    folder: dir,
+    key: async (probe) => (got.push(probe), publicOnly(key)),
+    guess: () => publicOnly(key),
+    probe: [uidlist, path.join(dir, 'no-dict')],
+  };
+  t.true((await run(target, native)).ok);
+  t.deepEqual(asked, [target.probe], 'the seal was asked to read');
+  t.deepEqual(got, [{ head: fs.readFileSync(uidlist), dict: null }], 'the lookup got its reads');
+
+  // A seal that reads nothing (the worker pool), or no guess (a folder's first delivery): the lookup reads.
+  got.length = 0;
+  t.true((await run(target, (to) => makeSealParams(to))).ok);
+  t.true((await run({ ...target, guess: undefined }, native)).ok);
+  t.deepEqual(got, [undefined, undefined]);
+  t.is(fs.readdirSync(path.join(dir, 'new')).length, 3);
 });

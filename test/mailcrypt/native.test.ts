@@ -10,7 +10,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { MailsealError } from '../../src/errors.ts';
-import { CURVES } from '../../src/mailcrypt/curves.ts';
+import { CURVES, curveByName } from '../../src/mailcrypt/curves.ts';
 import { checkHash } from '../../src/mailcrypt/kdf.ts';
 import { ecdh, generateKey, publicKeyFromPoint } from '../../src/mailcrypt/keys.ts';
 import { nativeAddon, nativeSeal, nativeStatus } from '../../src/mailcrypt/native.ts';
@@ -182,4 +182,34 @@ test('readHead: the first bytes of a file in one job, null for a missing file, e
   const err = await t.throwsAsync(a.readHead(dir, 512)) as NodeJS.ErrnoException; // a directory: EISDIR on read
   t.is(err.syscall, 'read');
   t.throws(() => a.readHead(file, 5000), { instanceOf: TypeError });
+});
+
+test('a wrap with a probe reads the uidlist head and stats the dict in the same job, as node:fs sees them', async (t) => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'msp-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const uidlist = path.join(dir, 'dovecot-uidlist');
+  const dict = path.join(dir, 'dovecot-attributes');
+  const head = Buffer.concat([Buffer.from('3 V1 N1 G0123456789abcdef0123456789abcdef\n'), crypto.randomBytes(900)]);
+  fs.writeFileSync(uidlist, head);
+  fs.writeFileSync(dict, 'priv/x\nvalue\n');
+  const peer = crypto.createECDH('prime256v1');
+  peer.generateKeys();
+  const curve = curveByName('prime256v1');
+  const native = nativeSeal()!;
+
+  const w = await native.wrap(curve, peer.getPublicKey(), 2048, [uidlist, dict]);
+  t.is(w.kd.length, 60, 'the seal itself is made as without a probe');
+  t.deepEqual(w.probe!.head, head.subarray(0, 512));
+  const st = fs.statSync(dict);
+  t.deepEqual(w.probe!.dict, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs }, 'the stamp equals node:fs\'s, so the dict cache compares it');
+
+  const none = await native.wrap(curve, peer.getPublicKey(), 2048, [path.join(dir, 'no-uidlist'), path.join(dir, 'no-dict')]);
+  t.deepEqual(none.probe, { head: null, dict: null }, 'missing files');
+  const bad = await native.wrap(curve, peer.getPublicKey(), 2048, [dir, dict]); // a directory: EISDIR on read
+  t.is(bad.probe, null, 'a read that fails: null (the lookup reads for itself)');
+  t.false('probe' in (await native.wrap(curve, peer.getPublicKey(), 2048)), 'no probe asked, none given');
+  await t.throwsAsync(async () => native.wrap(curve, peer.getPublicKey(), 2048, [uidlist] as never), { instanceOf: Error });
 });

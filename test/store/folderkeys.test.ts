@@ -61,3 +61,40 @@ test('cached while unchanged; a rotated key and a re-created folder are seen at 
   const { dict } = await readDict(path.join(maildir, DICT_NAME));
   t.is(activePublicKey(dict, 'folder', g2)!.id, f2.id, 'the key is the new GUID\'s');
 });
+
+test('with a probe (the reads the seal job made) the lookup trusts it: its GUID, its dict stamp, no reads of its own', async (t) => {
+  const sb = sandbox('msk-');
+  t.teardown(() => sb.cleanup());
+  const db = openDb(sb.db);
+  t.teardown(() => db.close());
+  const added = await addUser(db, sb.maildir, { address: 'lou@example.org', password: 'folder-keys-password', curve: 'prime256v1' });
+  const maildir = path.join(added.home, 'Maildir');
+  const [uidlistPath, dictPath] = FolderKeys.probePaths(maildir, maildir);
+  t.is(uidlistPath, path.join(maildir, 'dovecot-uidlist'));
+  t.is(dictPath, path.join(maildir, DICT_NAME));
+  const head = fs.readFileSync(uidlistPath);
+  const st = fs.statSync(dictPath);
+  const probe = { head, dict: { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs } };
+  const keys = new FolderKeys();
+  const k1 = await keys.activeKey(maildir, maildir, probe);
+
+  // The files on disk are made unreadable as a uidlist: a lookup with the probe does not read them.
+  fs.renameSync(uidlistPath, `${uidlistPath}.away`);
+  fs.writeFileSync(uidlistPath, 'garbage\n');
+  t.is(await keys.activeKey(maildir, maildir, probe), k1, 'same key, from the probe and the cache');
+  await t.throwsAsync(keys.activeKey(maildir, maildir), { message: /dovecot-uidlist/ }, 'without a probe it reads the file');
+  fs.renameSync(`${uidlistPath}.away`, uidlistPath);
+
+  // A probe whose stamp differs from the cached one makes the lookup read the dict again.
+  const guid = (await readMailboxGuid(maildir))!;
+  let rotated = '';
+  await updateDict(dictPath, async (dict) => {
+    const user = activePublicKey(dict, 'user', guid)!;
+    const k = await generateKey(user.curve);
+    putKey(dict, 'folder', guid, { id: k.id, publicString: formatPublicKey(k), privateString: await formatPrivateKey(k, { to: user }) }, true);
+    rotated = k.id;
+  });
+  t.is((await keys.activeKey(maildir, maildir, probe)).id, k1.id, 'the stale stamp still matches the cache: the probe is trusted');
+  const st2 = fs.statSync(dictPath);
+  t.is((await keys.activeKey(maildir, maildir, { head, dict: { ino: st2.ino, size: st2.size, mtimeMs: st2.mtimeMs } })).id, rotated);
+});
