@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { type Db, openDb } from '../accounts/db.ts';
 import { DEFAULTS, parseListen } from '../config.ts';
-import type { Seal } from '../deliver/deliver.ts';
+import { type Seal, sealHere } from '../deliver/deliver.ts';
 import { createResolver } from '../deliver/recipient.ts';
 import { MailsealError } from '../errors.ts';
 import { installDataScan } from '../lmtp/datascan.ts';
@@ -15,7 +15,6 @@ import { sweepTmp } from '../maildir/sweep.ts';
 import { FolderKeys } from '../store/folderkeys.ts';
 import { SealPool } from '../mailcrypt/pool.ts';
 import { nativeSeal, nativeStatus } from '../mailcrypt/native.ts';
-import { makeSealParams } from '../mailcrypt/seal.ts';
 import { globals } from './common.ts';
 
 interface ServeOptions {
@@ -78,7 +77,7 @@ export function registerServe(program: Command): void {
           throw new MailsealError('internal', `cannot start the sealing workers (${(err as Error).message}); is TMPDIR writable?`);
         });
       }
-      const seal: Seal = pool ? (to) => pool!.seal(to) : (to, probe) => makeSealParams(to, { probe });
+      const seal: Seal = pool ? (to) => pool!.seal(to) : sealHere();
       const l = createLmtpServer({ resolve, logger, maxSize, seal });
       const where: string[] = [];
       if (o.listen) {

@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import { MailsealError, toMailsealError } from '../errors.ts';
 import type { EcPublicKey } from '../mailcrypt/keys.ts';
-import type { Probe, ProbePaths } from '../mailcrypt/native.ts';
+import { nativeSeal, type Probe, type ProbePaths } from '../mailcrypt/native.ts';
 import { makeSealParams, type SealParams, Sealer } from '../mailcrypt/seal.ts';
 import { MaildirWriter } from '../maildir/writer.ts';
 import { LfConverter } from './lf.ts';
@@ -117,6 +117,7 @@ class Sink {
 
   async abort(): Promise<void> {
     this.pending = [];
+    this.pendingBytes = 0;
     await this.settle().catch(() => undefined);
     await this.writer.abort();
   }
@@ -127,7 +128,15 @@ class Sink {
  * `probe`, a seal that can (the native one) also reads those files for the key lookup, in the
  * same threadpool job, and returns what it found as `probe`.
  */
-export type Seal = (to: EcPublicKey, probe?: ProbePaths) => Promise<SealParams>;
+export type Seal = ((to: EcPublicKey, probe?: ProbePaths) => Promise<SealParams>) & {
+  /** It does read them (the native seal): the lookup then waits for its reads instead of reading. */
+  readsProbe?: boolean;
+};
+
+/** A Seal through makeSealParams on this thread: the native path, which reads probes, where it is built. */
+export function sealHere(): Seal {
+  return Object.assign((to: EcPublicKey, probe?: ProbePaths) => makeSealParams(to, { probe }), { readsProbe: nativeSeal() !== null });
+}
 
 /**
  * A message key sealed to the target's active key. With a guess (the key of the last delivery to
@@ -139,7 +148,8 @@ export type Seal = (to: EcPublicKey, probe?: ProbePaths) => Promise<SealParams>;
  */
 async function sealTo(target: Target, seal: Seal): Promise<SealParams> {
   const guess = target.guess?.();
-  const early = guess ? seal(guess, target.probe) : null;
+  const probing = !!(guess && target.probe && seal.readsProbe);
+  const early = guess ? seal(guess, probing ? target.probe : undefined) : null;
   // A rejection that comes before the lookup's answer must not count as unhandled (Node would
   // end the process); whoever uses `early` still gets it.
   early?.catch(() => undefined);
@@ -147,7 +157,7 @@ async function sealTo(target: Target, seal: Seal): Promise<SealParams> {
   let key: EcPublicKey;
   try {
     // Without a probe (a seal that does not read, or a failed read) the lookup reads for itself.
-    const probe = early && target.probe ? await early.then((p) => p.probe, () => undefined) : undefined;
+    const probe = probing ? await early!.then((p) => p.probe, () => undefined) : undefined;
     key = await target.key(probe);
   } catch (err) {
     discard();
@@ -157,8 +167,6 @@ async function sealTo(target: Target, seal: Seal): Promise<SealParams> {
   discard();
   return seal(key);
 }
-
-const sealHere: Seal = (to, probe) => makeSealParams(to, { probe });
 
 export interface DeliveryInput {
   source: Readable & { sizeExceeded?: boolean };
@@ -178,7 +186,7 @@ export async function deliver(input: DeliveryInput): Promise<Result[]> {
   const results: (Result | null)[] = targets.map(() => null);
   const opened = await Promise.all(
     targets.map((t, i) =>
-      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt }), input.seal ?? sealHere).catch((err) => {
+      Sink.open(t, traceHeaders({ ...input.trace, rcpt: t.rcpt }), input.seal ?? sealHere()).catch((err) => {
         results[i] = { ok: false, error: toMailsealError(err) };
         return null;
       }),

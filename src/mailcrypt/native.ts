@@ -16,6 +16,8 @@ import type { Curve } from './curves.ts';
 export type DirectFile = { readonly __directFile: unique symbol };
 
 export interface Addon {
+  /** The interface's version (ADDON_ABI in seal.c); absent before 2. */
+  abi?: number;
   /** With `probe`, the same job then reads what the key lookup needs (see Probe). */
   seal(curve: string, field: number, point: Buffer, rounds: number, probe?: ProbePaths): Promise<[Buffer, Buffer, Buffer, Buffer, (Probe | null)?]>;
   pbkdf2(password: Buffer, salt: Buffer, rounds: number, length: number): Buffer;
@@ -86,6 +88,9 @@ export interface NativeSeal {
   wrap(curve: Curve, peerPoint: Buffer, rounds: number, probe?: ProbePaths): Promise<Wrapped>;
 }
 
+/** The addon interface this code calls (ADDON_ABI in src/native/seal.c). */
+const ABI = 2;
+
 /** From src/mailcrypt/ and from dist/mailcrypt/ alike: the addon is built in src/native/. */
 const ADDON = '../../src/native/build/Release/mailseal_native.node';
 
@@ -105,6 +110,11 @@ export function nativeAddon(): Addon | null {
     why = `addon not built (${(err as Error).message.split('\n')[0]}): run "npm run build:native"`;
     addon = null;
   }
+  if (addon && addon.abi !== ABI) {
+    // A build/ left from another version would fail calls it does not know: not used at all.
+    why = `addon built from another version (interface ${addon.abi ?? 1}, this code needs ${ABI}): run "npm run build:native"`;
+    addon = null;
+  }
   return addon;
 }
 
@@ -120,7 +130,9 @@ export function nativeSeal(): NativeSeal | null {
     description: `${a.ec}, ${a.sha256}${a.p521Tables ? ', P-521 key tables' : ''}`,
     async wrap(curve, peerPoint, rounds, probe) {
       try {
-        const [point, encryptedKey, check, kd, found] = await a.seal(curve.name, curve.size, peerPoint, rounds, probe);
+        const [point, encryptedKey, check, kd, found] = await (probe
+          ? a.seal(curve.name, curve.size, peerPoint, rounds, probe)
+          : a.seal(curve.name, curve.size, peerPoint, rounds));
         return probe ? { point, encryptedKey, check, kd, probe: found ?? null } : { point, encryptedKey, check, kd };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EBADPOINT') throw badFormat(`invalid ${curve.name} point`);

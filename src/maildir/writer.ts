@@ -130,8 +130,17 @@ export class MaildirWriter {
     return (this.fh = await this.freshName(() => fs.open(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)));
   }
 
+  /** The last write(): abort() waits for it (a DirectFile takes one job at a time). */
+  private writing: Promise<void> | null = null;
+
   /** Append `bufs` (one writev or one native job; the rest again after a short write). */
-  async write(bufs: Buffer[]): Promise<void> {
+  write(bufs: Buffer[]): Promise<void> {
+    const w = this.append(bufs);
+    this.writing = w;
+    return w;
+  }
+
+  private async append(bufs: Buffer[]): Promise<void> {
     const native = nativeAddon();
     if (native && !this.fh) {
       const df = this.df ?? (this.df = await this.freshName(() => native.fileOpen(this.tmpPath)));
@@ -187,8 +196,12 @@ export class MaildirWriter {
 
   /** Give up: close and remove the tmp file, if there is one. Never throws. */
   async abort(): Promise<void> {
+    await this.writing?.catch(() => undefined);
     if (this.df) {
-      await nativeAddon()!.fileAbort(this.df).catch(() => undefined);
+      const df = this.df;
+      await Promise.resolve()
+        .then(() => nativeAddon()!.fileAbort(df))
+        .catch(() => undefined);
       return;
     }
     if (!this.fh) return;

@@ -43,6 +43,7 @@ typedef struct {
   int direct;      /* O_DIRECT is on */
   int busy;        /* a job is queued or running */
   int done;        /* committed or aborted: nothing left to clean up */
+  int orphaned;    /* finalised while a job ran (environment teardown): complete() frees it */
   unsigned char *stage;
   size_t fill;     /* bytes in stage, not yet written */
   off_t off;       /* file offset of stage[0] */
@@ -76,6 +77,10 @@ static int write_all(Job *j, const unsigned char *p, size_t n, off_t off) {
   DirectFile *f = j->f;
   while (n > 0) {
     ssize_t w = pwrite(f->fd, p, n, off);
+    if (w == 0) {
+      errno = EIO; /* no progress: never loop on it */
+      return fail(j, "write");
+    }
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EINVAL && f->direct) {
@@ -209,9 +214,21 @@ static void execute(napi_env env, void *data) {
   }
 }
 
+static void release(DirectFile *f) {
+  if (!f->done) close_unlink(f);
+  free(f->stage);
+  free(f);
+}
+
 static void complete(napi_env env, napi_status status, void *data) {
   Job *j = data;
   j->f->busy = 0;
+  if (j->f->orphaned) {
+    release(j->f);
+    napi_delete_async_work(env, j->work);
+    free(j);
+    return;
+  }
   if (status != napi_ok || j->err) {
     int e = j->err ? j->err : ECANCELED;
     const char *sys = j->syscall ? j->syscall : "write";
@@ -261,9 +278,8 @@ static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   DirectFile *f = data;
-  if (!f->done) close_unlink(f);
-  free(f->stage);
-  free(f);
+  if (f->busy) f->orphaned = 1; /* a job still uses it: complete() frees it */
+  else release(f);
 }
 
 static napi_value throw_type(napi_env env, Job *j, const char *text) {

@@ -462,7 +462,7 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
   j->rounds = rounds;
   napi_valuetype t5 = napi_undefined;
   if (argc == 5) napi_typeof(env, argv[4], &t5);
-  if (t5 != napi_undefined) {
+  if (t5 != napi_undefined && t5 != napi_null) {
     napi_value a, b;
     size_t la, lb;
     bool is_array = false;
@@ -557,6 +557,16 @@ static napi_value bool_value(napi_env env, int b) {
   return v;
 }
 
+/* The interface's version: src/mailcrypt/native.ts refuses a build of another one (a stale
+ * build/ after an update) and falls back to node:crypto and node:fs instead of failing calls. */
+#define ADDON_ABI 2
+
+static napi_value abi_value(napi_env env) {
+  napi_value v;
+  napi_create_uint32(env, ADDON_ABI, &v);
+  return v;
+}
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void load_once(void) {
@@ -582,6 +592,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"fileAbort", NULL, js_file_abort, NULL, NULL, NULL, napi_enumerable, NULL},
     {"fileDirect", NULL, js_file_direct, NULL, NULL, NULL, napi_enumerable, NULL},
     {"lfConvert", NULL, js_lf_convert, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"abi", NULL, NULL, NULL, NULL, abi_value(env), napi_enumerable, NULL},
     {"sha256", NULL, NULL, NULL, NULL, str_or_null(env, sha->name), napi_enumerable, NULL},
     {"ec", NULL, NULL, NULL, NULL, str_or_null(env, ec_library), napi_enumerable, NULL},
     {"ecError", NULL, NULL, NULL, NULL, str_or_null(env, ec_library ? NULL : ec_error), napi_enumerable, NULL},

@@ -166,10 +166,13 @@ test('the guessed seal fails and the lookup confirms the key: the delivery fails
   fs.writeFileSync(uidlist, '3 V1 N1 G0123456789abcdef0123456789abcdef\n');
   const key = await generateKey('prime256v1');
   const asked: (ProbePaths | undefined)[] = [];
-  const native: Seal = async (to, probe) => {
-    asked.push(probe);
-    return makeSealParams(to, { probe });
-  };
+  const native: Seal = Object.assign(
+    async (to: EcPublicKey, probe?: ProbePaths) => {
+      asked.push(probe);
+      return makeSealParams(to, { probe });
+    },
+    { readsProbe: true },
+  );
   const got: (Probe | null | undefined)[] = [];
   const target: Target = {
     rcpt: 'a@x',
@@ -182,10 +185,22 @@ test('the guessed seal fails and the lookup confirms the key: the delivery fails
   t.deepEqual(asked, [target.probe], 'the seal was asked to read');
   t.deepEqual(got, [{ head: fs.readFileSync(uidlist), dict: null }], 'the lookup got its reads');
 
-  // A seal that reads nothing (the worker pool), or no guess (a folder's first delivery): the lookup reads.
+  // A seal that reads nothing (the worker pool) is not asked to, and the lookup does not wait
+  // for it; with no guess (a folder's first delivery) the lookup reads before any seal.
   got.length = 0;
-  t.true((await run(target, (to) => makeSealParams(to))).ok);
+  asked.length = 0;
+  let sealDone = false;
+  const pool: Seal = async (to, probe) => {
+    asked.push(probe);
+    await new Promise((res) => setTimeout(res, 50));
+    sealDone = true;
+    return makeSealParams(to);
+  };
+  let lookupBeforeSeal = false;
+  t.true((await run({ ...target, key: async (p) => ((lookupBeforeSeal = !sealDone), got.push(p), publicOnly(key)) }, pool)).ok);
+  t.true(lookupBeforeSeal, 'the lookup ran beside the seal, not after it');
   t.true((await run({ ...target, guess: undefined }, native)).ok);
   t.deepEqual(got, [undefined, undefined]);
+  t.deepEqual(asked, [undefined, undefined], 'neither seal was asked to read');
   t.is(fs.readdirSync(path.join(dir, 'new')).length, 3);
 });

@@ -211,5 +211,6 @@ test('a wrap with a probe reads the uidlist head and stats the dict in the same 
   const bad = await native.wrap(curve, peer.getPublicKey(), 2048, [dir, dict]); // a directory: EISDIR on read
   t.is(bad.probe, null, 'a read that fails: null (the lookup reads for itself)');
   t.false('probe' in (await native.wrap(curve, peer.getPublicKey(), 2048)), 'no probe asked, none given');
-  await t.throwsAsync(async () => native.wrap(curve, peer.getPublicKey(), 2048, [uidlist] as never), { instanceOf: Error });
+  await t.throwsAsync(async () => native.wrap(curve, peer.getPublicKey(), 2048, [uidlist] as never), { message: /probe: \[uidlistPath, dictPath\]/ });
+  t.is(nativeAddon()!.abi, 2, 'the interface native.ts asks for');
 });

@@ -93,8 +93,10 @@ ntest('a DirectFile takes one job at a time and nothing after its commit', async
   const d = folder(t);
   const a = native!;
   const tmp = path.join(d, 'tmp', 'x');
-  await t.throwsAsync(a.fileOpen(tmp).then(() => a.fileOpen(tmp)), { code: 'EEXIST' });
-  fs.rmSync(tmp);
+  const f0 = await a.fileOpen(tmp);
+  await t.throwsAsync(a.fileOpen(tmp), { code: 'EEXIST' });
+  await a.fileAbort(f0);
+  t.false(fs.existsSync(tmp), 'abort unlinks');
   const f = await a.fileOpen(tmp);
   const first = a.fileAppend(f, [Buffer.alloc(8192, 1)]);
   t.throws(() => a.fileAppend(f, [Buffer.alloc(1)]), { instanceOf: TypeError, message: /still running/ });

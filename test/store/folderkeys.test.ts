@@ -97,4 +97,19 @@ test('with a probe (the reads the seal job made) the lookup trusts it: its GUID,
   t.is((await keys.activeKey(maildir, maildir, probe)).id, k1.id, 'the stale stamp still matches the cache: the probe is trusted');
   const st2 = fs.statSync(dictPath);
   t.is((await keys.activeKey(maildir, maildir, { head, dict: { ino: st2.ino, size: st2.size, mtimeMs: st2.mtimeMs } })).id, rotated);
+
+  // A folder deleted and made again shows its new GUID in the probe's head: a new key.
+  const box = folderPath(maildir, 'Lists');
+  await ensureMailbox(box);
+  const probeOf = () => {
+    const [u, d] = FolderKeys.probePaths(maildir, box);
+    const s = fs.statSync(d);
+    return { head: fs.readFileSync(u), dict: { ino: s.ino, size: s.size, mtimeMs: s.mtimeMs } };
+  };
+  const f1 = await keys.activeKey(maildir, box, probeOf());
+  fs.rmSync(box, { recursive: true });
+  await ensureMailbox(box);
+  const f2 = await keys.activeKey(maildir, box, probeOf());
+  t.not(f2.id, f1.id);
+  t.is((await keys.activeKey(maildir, box)).id, f2.id, 'the same key as a lookup that reads for itself');
 });
