@@ -41,6 +41,9 @@ typedef struct {
 } Probe;
 void probe_folder(Probe *p);
 
+/* An Error like node:fs's: message "<syscall>: <strerror>", code ("ENOSPC"), syscall, errno. */
+napi_value errno_error(napi_env env, int e, const char *syscall);
+
 /* The errno constant's name ("ENOSPC"), as node:fs errors carry it in `code`. */
 const char *errno_name(int e);
 

@@ -230,19 +230,7 @@ static void complete(napi_env env, napi_status status, void *data) {
     return;
   }
   if (status != napi_ok || j->err) {
-    int e = j->err ? j->err : ECANCELED;
-    const char *sys = j->syscall ? j->syscall : "write";
-    napi_value msg, err, code, sv, no;
-    char text[PATH_MAX + 96];
-    snprintf(text, sizeof text, "%s: %s", sys, strerror(e));
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code);
-    napi_set_named_property(env, err, "code", code);
-    napi_create_string_utf8(env, sys, NAPI_AUTO_LENGTH, &sv);
-    napi_set_named_property(env, err, "syscall", sv);
-    napi_create_int32(env, -e, &no);
-    napi_set_named_property(env, err, "errno", no);
+    napi_value err = errno_error(env, j->err ? j->err : ECANCELED, j->syscall ? j->syscall : "write");
     napi_reject_deferred(env, j->deferred, err);
   } else {
     napi_value v;
@@ -280,6 +268,13 @@ static void finalize(napi_env env, void *data, void *hint) {
   DirectFile *f = data;
   if (f->busy) f->orphaned = 1; /* a job still uses it: complete() frees it */
   else release(f);
+}
+
+/* A zeroed job, or NULL with a JS exception pending. */
+static Job *new_job(napi_env env) {
+  Job *j = calloc(1, sizeof *j);
+  if (!j) napi_throw_error(env, NULL, "out of memory");
+  return j;
 }
 
 static napi_value throw_type(napi_env env, Job *j, const char *text) {
@@ -379,11 +374,8 @@ napi_value js_file_append(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  Job *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  Job *j = new_job(env);
+  if (!j) return NULL;
   if (argc != 2) return throw_type(env, j, "fileAppend(file, buffers)");
   if (!(j->f = get_file(env, argv[0], j)) || !get_buffers(env, argv[1], j)) return NULL;
   j->kind = APPEND;
@@ -395,11 +387,8 @@ napi_value js_file_commit(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  Job *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  Job *j = new_job(env);
+  if (!j) return NULL;
   napi_valuetype t4 = napi_undefined;
   if (argc == 4) napi_typeof(env, argv[3], &t4);
   if (argc < 3 || !get_path_arg(env, argv[1], j->final) || (t4 != napi_undefined && !get_path_arg(env, argv[3], j->dir))) {
@@ -415,11 +404,8 @@ napi_value js_file_abort(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  Job *j = calloc(1, sizeof *j);
-  if (!j) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  Job *j = new_job(env);
+  if (!j) return NULL;
   void *p = NULL;
   napi_valuetype t;
   if (argc != 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_external ||

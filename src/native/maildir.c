@@ -166,21 +166,25 @@ fail:
   unlink(j->tmp);
 }
 
+napi_value errno_error(napi_env env, int e, const char *syscall) {
+  napi_value msg, err, code, sys, no;
+  char text[PATH_MAX + 96];
+  snprintf(text, sizeof text, "%s: %s", syscall, strerror(e));
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &err);
+  napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code);
+  napi_set_named_property(env, err, "code", code);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys);
+  napi_set_named_property(env, err, "syscall", sys);
+  napi_create_int32(env, -e, &no);
+  napi_set_named_property(env, err, "errno", no);
+  return err;
+}
+
 static void write_complete(napi_env env, napi_status status, void *data) {
   WriteJob *j = data;
   if (status != napi_ok || j->err) {
-    int e = j->err ? j->err : ECANCELED;
-    napi_value msg, err, code, sys, no;
-    char text[PATH_MAX + 96];
-    snprintf(text, sizeof text, "%s: %s", j->syscall ? j->syscall : "write", strerror(e));
-    napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code);
-    napi_set_named_property(env, err, "code", code);
-    napi_create_string_utf8(env, j->syscall ? j->syscall : "write", NAPI_AUTO_LENGTH, &sys);
-    napi_set_named_property(env, err, "syscall", sys);
-    napi_create_int32(env, -e, &no);
-    napi_set_named_property(env, err, "errno", no);
+    napi_value err = errno_error(env, j->err ? j->err : ECANCELED, j->syscall ? j->syscall : "write");
     napi_reject_deferred(env, j->deferred, err);
   } else {
     napi_value v;
