@@ -119,6 +119,118 @@ SHANI_TARGET static void compress_shani_many(uint32_t *const s[], const uint8_t 
   else shani_n(s, b, 1);
 }
 
+/* mailcrypt_kdf's loop for SHA-NI, register-resident. Every block of the loop is a 32-byte
+ * message (a digest) plus fixed padding, so a digest goes straight from one compression's state
+ * into the next one's message words: the state in ABEF/CDGH order converts to the words
+ * [A B C D] [E F G H] with the shuffles Intel's code uses to store it, and those are W0…W7 of the
+ * next block as sha256msg and sha256rnds2 take them. No byte order round trip through memory
+ * (whose 4-byte stores and 16-byte loads defeat store forwarding), no state copies; W8…W15 are
+ * constants but for the chain's counter. Same results as the loop in mailcrypt_kdf (the tests
+ * compare every wrap with node:crypto, and the portable build with this one). */
+SHANI_TARGET __attribute__((always_inline))
+static inline void words_to_state(__m128i dcba, __m128i hgfe, __m128i *abef, __m128i *cdgh) {
+  __m128i tmp = _mm_shuffle_epi32(dcba, 0xB1); /* CDAB */
+  __m128i x = _mm_shuffle_epi32(hgfe, 0x1B);   /* EFGH */
+  *abef = _mm_alignr_epi8(tmp, x, 8);
+  *cdgh = _mm_blend_epi16(x, tmp, 0xF0);
+}
+
+/* n lanes in lockstep: from the states (abef0, cdgh0) compress the blocks whose message words
+ * are (w0, w1, w2, w3) (lane i of wj = W(4j+i)); the digests replace w0 (H0…H3) and w1 (H4…H7). */
+SHANI_TARGET __attribute__((always_inline))
+static inline void lanes(const int n, const __m128i abef0[], const __m128i cdgh0[], __m128i w0[], __m128i w1[],
+                         const __m128i w2[], const __m128i w3[]) {
+  __m128i st0[3], st1[3], w[3][4];
+  for (int k = 0; k < n; k++) {
+    st0[k] = abef0[k];
+    st1[k] = cdgh0[k];
+    w[k][0] = w0[k];
+    w[k][1] = w1[k];
+    w[k][2] = w2[k];
+    w[k][3] = w3[k];
+  }
+#pragma GCC unroll 16
+  for (int g = 0; g < 16; g++) {
+    const __m128i kg = _mm_loadu_si128((const __m128i *)&K[4 * g]);
+#pragma GCC unroll 3
+    for (int k = 0; k < n; k++) {
+      __m128i *wk = w[k];
+      if (g >= 4) {
+        __m128i t = _mm_sha256msg1_epu32(wk[g & 3], wk[(g - 3) & 3]);
+        t = _mm_add_epi32(t, _mm_alignr_epi8(wk[(g - 1) & 3], wk[(g - 2) & 3], 4));
+        wk[g & 3] = _mm_sha256msg2_epu32(t, wk[(g - 1) & 3]);
+      }
+      __m128i m = _mm_add_epi32(wk[g & 3], kg);
+      st1[k] = _mm_sha256rnds2_epu32(st1[k], st0[k], m);
+      st0[k] = _mm_sha256rnds2_epu32(st0[k], st1[k], _mm_shuffle_epi32(m, 0x0E));
+    }
+  }
+  for (int k = 0; k < n; k++) {
+    __m128i a = _mm_add_epi32(st0[k], abef0[k]);
+    __m128i c = _mm_add_epi32(st1[k], cdgh0[k]);
+    __m128i tmp = _mm_shuffle_epi32(a, 0x1B); /* FEBA */
+    c = _mm_shuffle_epi32(c, 0xB1);           /* DCHG */
+    w0[k] = _mm_blend_epi16(tmp, c, 0xF0);    /* DCBA: lane 0 = A */
+    w1[k] = _mm_alignr_epi8(c, tmp, 8);       /* HGFE */
+  }
+}
+
+SHANI_TARGET static void kdf_rounds_shani(const uint32_t inner[8], const uint32_t outer[8], uint8_t ua[64],
+                                          uint8_t ub[64], uint32_t acca[8], uint32_t accb[8], uint8_t c[64],
+                                          uint32_t rounds) {
+  const __m128i BSWAP = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i in_abef, in_cdgh, out_abef, out_cdgh, iv_abef, iv_cdgh;
+  words_to_state(_mm_loadu_si128((const __m128i *)&inner[0]), _mm_loadu_si128((const __m128i *)&inner[4]), &in_abef, &in_cdgh);
+  words_to_state(_mm_loadu_si128((const __m128i *)&outer[0]), _mm_loadu_si128((const __m128i *)&outer[4]), &out_abef, &out_cdgh);
+  words_to_state(_mm_loadu_si128((const __m128i *)&IV[0]), _mm_loadu_si128((const __m128i *)&IV[4]), &iv_abef, &iv_cdgh);
+  /* W8…W15 of an HMAC step (32 bytes after a 64-byte key block: 768 bits) and of a chain step
+   * (32 bytes and the counter: 288 bits); lane 0 of the chain's w2 is the counter. */
+  const __m128i hw2 = _mm_set_epi32(0, 0, 0, (int)0x80000000), hw3 = _mm_set_epi32(768, 0, 0, 0);
+  const __m128i cw3 = _mm_set_epi32(288, 0, 0, 0);
+  /* Lanes: 0 = PBKDF2 block a, 1 = block b, 2 = the chain. */
+  __m128i w0[3], w1[3];
+  w0[0] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)ua), BSWAP);
+  w1[0] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(ua + 16)), BSWAP);
+  w0[1] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)ub), BSWAP);
+  w1[1] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(ub + 16)), BSWAP);
+  w0[2] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)c), BSWAP);
+  w1[2] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(c + 16)), BSWAP);
+  __m128i acc[2][2] = {
+    {_mm_loadu_si128((const __m128i *)&acca[0]), _mm_loadu_si128((const __m128i *)&acca[4])},
+    {_mm_loadu_si128((const __m128i *)&accb[0]), _mm_loadu_si128((const __m128i *)&accb[4])},
+  };
+  const __m128i a3[3] = {in_abef, in_abef, iv_abef}, c3[3] = {in_cdgh, in_cdgh, iv_cdgh};
+  const __m128i ao[2] = {out_abef, out_abef}, co[2] = {out_cdgh, out_cdgh};
+  __m128i w2[3] = {hw2, hw2, hw2}, w3[3] = {hw3, hw3, cw3};
+  for (uint32_t i = 1; i <= rounds; i++) {
+    w2[2] = _mm_set_epi32(0, 0, (int)0x80000000, (int)i);
+    if (i == rounds) {
+      /* The chain's last step alone: PBKDF2 has made its `rounds` U's. */
+      lanes(1, &a3[2], &c3[2], &w0[2], &w1[2], &w2[2], &w3[2]);
+      break;
+    }
+    lanes(3, a3, c3, w0, w1, w2, w3); /* both inner hashes and chain step i */
+    lanes(2, ao, co, w0, w1, w2, w3); /* both outer hashes: U(i+1) of blocks a and b */
+    for (int k = 0; k < 2; k++) {
+      acc[k][0] = _mm_xor_si128(acc[k][0], w0[k]);
+      acc[k][1] = _mm_xor_si128(acc[k][1], w1[k]);
+    }
+  }
+  _mm_storeu_si128((__m128i *)&acca[0], acc[0][0]);
+  _mm_storeu_si128((__m128i *)&acca[4], acc[0][1]);
+  _mm_storeu_si128((__m128i *)&accb[0], acc[1][0]);
+  _mm_storeu_si128((__m128i *)&accb[4], acc[1][1]);
+  _mm_storeu_si128((__m128i *)c, _mm_shuffle_epi8(w0[2], BSWAP));
+  _mm_storeu_si128((__m128i *)(c + 16), _mm_shuffle_epi8(w1[2], BSWAP));
+  _mm_storeu_si128((__m128i *)ua, _mm_shuffle_epi8(w0[0], BSWAP));
+  _mm_storeu_si128((__m128i *)(ua + 16), _mm_shuffle_epi8(w1[0], BSWAP));
+  _mm_storeu_si128((__m128i *)ub, _mm_shuffle_epi8(w0[1], BSWAP));
+  _mm_storeu_si128((__m128i *)(ub + 16), _mm_shuffle_epi8(w1[1], BSWAP));
+  /* No key material left in registers the compiler may spill later. */
+  for (int k = 0; k < 3; k++) w0[k] = w1[k] = _mm_setzero_si128();
+  acc[0][0] = acc[0][1] = acc[1][0] = acc[1][1] = _mm_setzero_si128();
+}
+
 static int have_shani(void) {
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
@@ -132,11 +244,11 @@ static void compress_portable_many(uint32_t *const s[], const uint8_t *const b[]
   for (int k = 0; k < n; k++) compress_portable(s[k], b[k]);
 }
 
-const Sha256 SHA256_PORTABLE = {"portable", compress_portable, compress_portable_many};
+const Sha256 SHA256_PORTABLE = {"portable", compress_portable, compress_portable_many, NULL};
 
 const Sha256 *sha256_pick(void) {
 #if defined(__x86_64__) || defined(__i386__)
-  static const Sha256 shani = {"sha-ni", compress_shani, compress_shani_many};
+  static const Sha256 shani = {"sha-ni", compress_shani, compress_shani_many, kdf_rounds_shani};
   if (have_shani()) return &shani;
 #endif
   return &SHA256_PORTABLE;
@@ -258,6 +370,10 @@ void mailcrypt_kdf(const Sha256 *h, const uint8_t *secret, size_t secretlen, con
   pbkdf2_first(h->one, inner, outer, salt, saltlen, 2, ub, accb);
   sha256(h->one, kd, kdlen, c);
   pad32(c, 36);
+  if (h->kdf_rounds) {
+    h->kdf_rounds(inner, outer, ua, ub, acca, accb, c, rounds);
+    rounds = 0; /* done: skip the loop below */
+  }
   for (uint32_t i = 1; i <= rounds; i++) {
     /* Inner hashes of both PBKDF2 blocks beside chain step i; then both outer hashes. */
     store_be32(c + 32, i);

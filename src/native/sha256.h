@@ -15,6 +15,11 @@ typedef struct {
   sha256_compress_fn one;
   /* n ≤ 3 independent (state, block) pairs at once. */
   void (*many)(uint32_t *const s[], const uint8_t *const b[], int n);
+  /* Optional: mailcrypt_kdf's iterations (i = 1 … rounds) with everything in registers: HMAC
+   * states inner/outer, PBKDF2's U (as the next inner block's first 32 bytes) and running XOR of
+   * blocks a and b, the chain's h; ua, ub, acca, accb and c are updated in place. */
+  void (*kdf_rounds)(const uint32_t inner[8], const uint32_t outer[8], uint8_t ua[64], uint8_t ub[64],
+                     uint32_t acca[8], uint32_t accb[8], uint8_t c[64], uint32_t rounds);
 } Sha256;
 
 /* The fastest compression this CPU can run. */
