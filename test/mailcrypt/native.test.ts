@@ -214,3 +214,16 @@ test('a wrap with a probe reads the uidlist head and stats the dict in the same 
   await t.throwsAsync(async () => native.wrap(curve, peer.getPublicKey(), 2048, [uidlist] as never), { message: /probe: \[uidlistPath, dictPath\]/ });
   t.is(nativeAddon()!.abi, 2, 'the interface native.ts asks for');
 });
+
+test('the KDF loop at its edges: a wrap with 1, 2, 3 and 4097 rounds equals node:crypto\'s derivation', async (t) => {
+  const native = nativeSeal()!;
+  const curve = curveByName('prime256v1');
+  const peer = await generateKey(curve);
+  for (const rounds of [1, 2, 3, 4097]) {
+    const { point, encryptedKey, check, kd } = await native.wrap(curve, peer.point, rounds);
+    const key = crypto.pbkdf2Sync(ecdh(peer, publicKeyFromPoint(curve, point)), point, rounds, 48, 'sha256');
+    const cbc = crypto.createDecipheriv('aes-256-cbc', key.subarray(0, 32), key.subarray(32, 48));
+    t.true(Buffer.concat([cbc.update(encryptedKey), cbc.final()]).equals(kd), `t at ${rounds} rounds`);
+    t.true(check.equals(checkHash(kd, rounds)), `check hash at ${rounds} rounds`);
+  }
+});
