@@ -168,6 +168,7 @@ export class MaildirWriter {
     const final = () => path.join(this.folder, 'new', `${this.base},S=${size},W=${vsize}`);
     const newDir = path.join(this.folder, 'new');
     const native = nativeAddon();
+    if (this.writing) await this.writing; // a write still in flight, or its error, comes first
     tail = few(tail);
     // Usually nobody else is syncing new/: then its fsync goes in the same job too (`led`).
     const durable = (job: (syncDir?: string) => Promise<void>): Promise<boolean> => {
