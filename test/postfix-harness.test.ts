@@ -114,6 +114,9 @@ test.before(async () => {
     domains: [DOMAIN],
     mailboxes: ['alice', 'bob', 'carol', 'dave'].map(at),
     aliases: { [at('team')]: [at('alice'), at('dave')] },
+    // Long retry timers: the 451 test's message must stay deferred until it flushes the queue
+    // (with 1 s timers a loaded machine may be retrying it when the queue is read; seen in CI).
+    retry: { queueRunDelay: 300, minimalBackoff: 300, maximalBackoff: 600 },
   });
 });
 
