@@ -79,31 +79,21 @@ class Sink {
 
   /**
    * Hand what has gathered to the writer without waiting for it: the next chunks are taken in
-   * and enciphered while it is written (an O_DIRECT write waits for the device). At most one
-   * write is in flight; the next flush, the commit and the abort wait for it first, so at most
-   * two batches are held and a write error surfaces at the next step.
+   * and enciphered while it is written (an O_DIRECT write waits for the device). The writer has
+   * at most one write in flight: this waits for the previous one first (its error surfaces here,
+   * as it does at the writer's commit and is ignored by its abort), so at most two batches are
+   * held.
    */
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    await this.settle();
+    await this.writer.settled();
     const bufs = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
-    this.inflight = this.writer.write(bufs);
-    this.inflight.catch(() => undefined); // seen by settle(), not an unhandled rejection
-  }
-
-  private inflight: Promise<void> | null = null;
-
-  /** Wait for the write in flight; rethrows its error. */
-  private async settle(): Promise<void> {
-    const w = this.inflight;
-    this.inflight = null;
-    if (w) await w;
+    this.writer.write(bufs).catch(() => undefined); // seen by settled(), commit() or abort()
   }
 
   async commit(body: LfConverter): Promise<Result> {
-    await this.settle();
     this.add(this.sealer.final());
     // What is still buffered goes with the commit: a small message is one durable write.
     const tail = this.pending;
@@ -118,7 +108,6 @@ class Sink {
   async abort(): Promise<void> {
     this.pending = [];
     this.pendingBytes = 0;
-    await this.settle().catch(() => undefined);
     await this.writer.abort();
   }
 }

@@ -130,8 +130,13 @@ export class MaildirWriter {
     return (this.fh = await this.freshName(() => fs.open(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)));
   }
 
-  /** The last write(): abort() waits for it (a DirectFile takes one job at a time). */
+  /** The last write(): settled(), commit() and abort() wait for it (a DirectFile takes one job at a time). */
   private writing: Promise<void> | null = null;
+
+  /** Wait for the last write(); rethrows its error. */
+  async settled(): Promise<void> {
+    if (this.writing) await this.writing;
+  }
 
   /** Append `bufs` (one writev or one native job; the rest again after a short write). */
   write(bufs: Buffer[]): Promise<void> {
@@ -168,7 +173,7 @@ export class MaildirWriter {
     const final = () => path.join(this.folder, 'new', `${this.base},S=${size},W=${vsize}`);
     const newDir = path.join(this.folder, 'new');
     const native = nativeAddon();
-    if (this.writing) await this.writing; // a write still in flight, or its error, comes first
+    await this.settled(); // a write still in flight, or its error, comes first
     tail = few(tail);
     // Usually nobody else is syncing new/: then its fsync goes in the same job too (`led`).
     const durable = (job: (syncDir?: string) => Promise<void>): Promise<boolean> => {

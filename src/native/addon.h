@@ -2,6 +2,7 @@
 #ifndef MAILSEAL_ADDON_H
 #define MAILSEAL_ADDON_H
 
+#include <limits.h>
 #include <node_api.h>
 
 /* maildir.c: writeDurable(tmpPath, finalPath, buffers[]): Promise<void> */
@@ -40,6 +41,16 @@ typedef struct {
   int failed;
 } Probe;
 void probe_folder(Probe *p);
+
+/* maildir.c: open, fsync, close a directory; 0 or the errno (and the failing call in *syscall). */
+int fsync_dir_path(const char *dir, const char **syscall);
+
+/* maildir.c: the first *len bytes of a file (open, pread from 0, close) into buf, *len set to what
+ * was read; 0 or the errno (ENOENT: no such file). */
+int read_prefix(const char *path, unsigned char *buf, size_t *len, const char **syscall);
+
+/* maildir.c: a path argument into dst[PATH_MAX]; false if it is not a string or too long. */
+int get_path(napi_env env, napi_value v, char dst[PATH_MAX]);
 
 /* An Error like node:fs's: message "<syscall>: <strerror>", code ("ENOSPC"), syscall, errno. */
 napi_value errno_error(napi_env env, int e, const char *syscall);

@@ -149,16 +149,6 @@ static void close_unlink(DirectFile *f) {
   f->done = 1;
 }
 
-static void sync_dir_path(Job *j, const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    fail(j, "open");
-    return;
-  }
-  if (fsync(fd) != 0) fail(j, "fsync");
-  close(fd);
-}
-
 /* The rest, fsync, close, rename into new/; with j->dir, fsync that directory too. */
 static void commit(Job *j) {
   DirectFile *f = j->f;
@@ -179,7 +169,7 @@ static void commit(Job *j) {
   }
   f->done = 1;
   /* In new/ now: a failing directory fsync is reported (4xx, a duplicate at worst). */
-  if (j->dir[0]) sync_dir_path(j, j->dir);
+  if (j->dir[0]) j->err = fsync_dir_path(j->dir, &j->syscall);
   return;
 bad:
   close_unlink(f);
@@ -331,11 +321,6 @@ static int get_buffers(napi_env env, napi_value arr, Job *j) {
   return 1;
 }
 
-static int get_path_arg(napi_env env, napi_value v, char dst[PATH_MAX]) {
-  size_t len;
-  return napi_get_value_string_utf8(env, v, dst, PATH_MAX, &len) == napi_ok && len < PATH_MAX - 1;
-}
-
 /* fileOpen(tmpPath): Promise<DirectFile> */
 napi_value js_file_open(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -352,7 +337,7 @@ napi_value js_file_open(napi_env env, napi_callback_info info) {
   }
   f->fd = -1;
   f->stage = stage;
-  if (argc != 1 || !get_path_arg(env, argv[0], f->tmp)) {
+  if (argc != 1 || !get_path(env, argv[0], f->tmp)) {
     free(stage);
     free(f);
     return throw_type(env, j, "fileOpen(tmpPath)");
@@ -391,7 +376,7 @@ napi_value js_file_commit(napi_env env, napi_callback_info info) {
   if (!j) return NULL;
   napi_valuetype t4 = napi_undefined;
   if (argc == 4) napi_typeof(env, argv[3], &t4);
-  if (argc < 3 || !get_path_arg(env, argv[1], j->final) || (t4 != napi_undefined && !get_path_arg(env, argv[3], j->dir))) {
+  if (argc < 3 || !get_path(env, argv[1], j->final) || (t4 != napi_undefined && !get_path(env, argv[3], j->dir))) {
     return throw_type(env, j, "fileCommit(file, finalPath, buffers, syncDir?)");
   }
   if (!(j->f = get_file(env, argv[0], j)) || !get_buffers(env, argv[2], j)) return NULL;

@@ -42,55 +42,50 @@ typedef struct {
   const char *syscall;
 } WriteJob;
 
-static void sync_dir(WriteJob *j, const char *dir) {
+int fsync_dir_path(const char *dir, const char **syscall) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
-    j->err = errno;
-    j->syscall = "open";
-    return;
+    *syscall = "open";
+    return errno;
   }
-  if (fsync(fd) != 0) {
-    j->err = errno;
-    j->syscall = "fsync";
-  }
+  int err = fsync(fd) != 0 ? errno : 0;
+  if (err) *syscall = "fsync";
   close(fd);
+  return err;
+}
+
+int read_prefix(const char *path, unsigned char *buf, size_t *len, const char **syscall) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *syscall = "open";
+    return errno;
+  }
+  ssize_t n;
+  do n = pread(fd, buf, *len, 0);
+  while (n < 0 && errno == EINTR);
+  int err = n < 0 ? errno : 0;
+  if (err) *syscall = "read";
+  else *len = (size_t)n;
+  close(fd);
+  return err;
+}
+
+static void sync_dir(WriteJob *j, const char *dir) {
+  j->err = fsync_dir_path(dir, &j->syscall);
 }
 
 static void read_head(WriteJob *j) {
-  int fd = open(j->tmp, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) j->missing = 1;
-    else {
-      j->err = errno;
-      j->syscall = "open";
-    }
-    return;
-  }
-  ssize_t n;
-  do n = pread(fd, j->head, j->head_len, 0);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    j->err = errno;
-    j->syscall = "read";
-  } else {
-    j->head_len = (size_t)n;
-  }
-  close(fd);
+  int err = read_prefix(j->tmp, j->head, &j->head_len, &j->syscall);
+  if (err == ENOENT) j->missing = 1; /* only open() says ENOENT */
+  else j->err = err;
 }
 
 void probe_folder(Probe *p) {
-  int fd = open(p->uidlist, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) p->head_missing = 1;
-    else p->failed = 1;
-  } else {
-    ssize_t n;
-    do n = pread(fd, p->head, sizeof p->head, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) p->failed = 1;
-    else p->head_len = (size_t)n;
-    close(fd);
-  }
+  const char *sys = NULL;
+  p->head_len = sizeof p->head;
+  int err = read_prefix(p->uidlist, p->head, &p->head_len, &sys);
+  if (err == ENOENT) p->head_missing = 1;
+  else if (err) p->failed = 1;
   struct stat st;
   if (stat(p->dict, &st) != 0) {
     if (errno == ENOENT) p->dict_missing = 1;
@@ -225,8 +220,7 @@ static WriteJob *new_job(napi_env env) {
   return j;
 }
 
-/* A path argument into dst[PATH_MAX]; false if it is not a string or too long. */
-static int get_path(napi_env env, napi_value v, char dst[PATH_MAX]) {
+int get_path(napi_env env, napi_value v, char dst[PATH_MAX]) {
   size_t len;
   return napi_get_value_string_utf8(env, v, dst, PATH_MAX, &len) == napi_ok && len < PATH_MAX - 1;
 }

@@ -67,66 +67,10 @@ static void compress_portable(uint32_t s[8], const uint8_t block[64]) {
  * in lockstep: one chain of sha256rnds2 is bound by its latency, so two or three interleaved
  * streams (PBKDF2's two output blocks and the check-hash chain) cost little more than one. */
 #define SHANI_TARGET __attribute__((target("sha,sse4.1,ssse3")))
+/* pshufb mask: each 32-bit word's bytes reversed (big-endian bytes <-> words). */
+#define BSWAP _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL)
 
-SHANI_TARGET __attribute__((always_inline))
-static inline void shani_n(uint32_t *const s[], const uint8_t *const b[], const int n) {
-  const __m128i MASK = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
-  __m128i st0[3], st1[3], abef[3], cdgh[3], w[3][4];
-  for (int k = 0; k < n; k++) {
-    __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[k][0]), 0xB1); /* CDAB */
-    __m128i x = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&s[k][4]), 0x1B);   /* EFGH */
-    abef[k] = st0[k] = _mm_alignr_epi8(tmp, x, 8);                                      /* ABEF */
-    cdgh[k] = st1[k] = _mm_blend_epi16(x, tmp, 0xF0);                                   /* CDGH */
-  }
-#pragma GCC unroll 16
-  for (int g = 0; g < 16; g++) {
-    const __m128i kg = _mm_loadu_si128((const __m128i *)&K[4 * g]);
-#pragma GCC unroll 3
-    for (int k = 0; k < n; k++) {
-      __m128i *wk = w[k];
-      if (g < 4) {
-        wk[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b[k] + 16 * g)), MASK);
-      } else {
-        /* W_g = msg2(msg1(W_{g-4}, W_{g-3}) + (W_{g-2}[1..3], W_{g-1}[0]), W_{g-1}) */
-        __m128i t = _mm_sha256msg1_epu32(wk[g & 3], wk[(g - 3) & 3]);
-        t = _mm_add_epi32(t, _mm_alignr_epi8(wk[(g - 1) & 3], wk[(g - 2) & 3], 4));
-        wk[g & 3] = _mm_sha256msg2_epu32(t, wk[(g - 1) & 3]);
-      }
-      __m128i m = _mm_add_epi32(wk[g & 3], kg);
-      st1[k] = _mm_sha256rnds2_epu32(st1[k], st0[k], m);
-      st0[k] = _mm_sha256rnds2_epu32(st0[k], st1[k], _mm_shuffle_epi32(m, 0x0E));
-    }
-  }
-  for (int k = 0; k < n; k++) {
-    __m128i a = _mm_add_epi32(st0[k], abef[k]);
-    __m128i c = _mm_add_epi32(st1[k], cdgh[k]);
-    __m128i tmp = _mm_shuffle_epi32(a, 0x1B);   /* FEBA */
-    c = _mm_shuffle_epi32(c, 0xB1);             /* DCHG */
-    _mm_storeu_si128((__m128i *)&s[k][0], _mm_blend_epi16(tmp, c, 0xF0)); /* DCBA */
-    _mm_storeu_si128((__m128i *)&s[k][4], _mm_alignr_epi8(c, tmp, 8));    /* HGFE */
-  }
-}
-
-SHANI_TARGET static void compress_shani(uint32_t s[8], const uint8_t block[64]) {
-  uint32_t *const sv[1] = {s};
-  const uint8_t *const bv[1] = {block};
-  shani_n(sv, bv, 1);
-}
-
-SHANI_TARGET static void compress_shani_many(uint32_t *const s[], const uint8_t *const b[], int n) {
-  if (n == 3) shani_n(s, b, 3);
-  else if (n == 2) shani_n(s, b, 2);
-  else shani_n(s, b, 1);
-}
-
-/* mailcrypt_kdf's loop for SHA-NI, register-resident. Every block of the loop is a 32-byte
- * message (a digest) plus fixed padding, so a digest goes straight from one compression's state
- * into the next one's message words: the state in ABEF/CDGH order converts to the words
- * [A B C D] [E F G H] with the shuffles Intel's code uses to store it, and those are W0…W7 of the
- * next block as sha256msg and sha256rnds2 take them. No byte order round trip through memory
- * (whose 4-byte stores and 16-byte loads defeat store forwarding), no state copies; W8…W15 are
- * constants but for the chain's counter. Same results as the loop in mailcrypt_kdf (the tests
- * compare every wrap with node:crypto, and the portable build with this one). */
+/* The state as words [A B C D] [E F G H] (lane 0 first) to the ABEF/CDGH order of sha256rnds2. */
 SHANI_TARGET __attribute__((always_inline))
 static inline void words_to_state(__m128i dcba, __m128i hgfe, __m128i *abef, __m128i *cdgh) {
   __m128i tmp = _mm_shuffle_epi32(dcba, 0xB1); /* CDAB */
@@ -175,10 +119,49 @@ static inline void lanes(const int n, const __m128i abef0[], const __m128i cdgh0
   }
 }
 
+/* n independent blocks in lockstep, states and blocks in memory (the compression behind `one`
+ * and `many`): the states to ABEF/CDGH, the blocks' big-endian words to W, lanes(), the digests
+ * back as words. */
+SHANI_TARGET __attribute__((always_inline))
+static inline void shani_n(uint32_t *const s[], const uint8_t *const b[], const int n) {
+  __m128i abef[3], cdgh[3], w0[3], w1[3], w2[3], w3[3];
+  for (int k = 0; k < n; k++) {
+    words_to_state(_mm_loadu_si128((const __m128i *)&s[k][0]), _mm_loadu_si128((const __m128i *)&s[k][4]), &abef[k], &cdgh[k]);
+    w0[k] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)b[k]), BSWAP);
+    w1[k] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b[k] + 16)), BSWAP);
+    w2[k] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b[k] + 32)), BSWAP);
+    w3[k] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(b[k] + 48)), BSWAP);
+  }
+  lanes(n, abef, cdgh, w0, w1, w2, w3);
+  for (int k = 0; k < n; k++) {
+    _mm_storeu_si128((__m128i *)&s[k][0], w0[k]);
+    _mm_storeu_si128((__m128i *)&s[k][4], w1[k]);
+  }
+}
+
+SHANI_TARGET static void compress_shani(uint32_t s[8], const uint8_t block[64]) {
+  uint32_t *const sv[1] = {s};
+  const uint8_t *const bv[1] = {block};
+  shani_n(sv, bv, 1);
+}
+
+SHANI_TARGET static void compress_shani_many(uint32_t *const s[], const uint8_t *const b[], int n) {
+  if (n == 3) shani_n(s, b, 3);
+  else if (n == 2) shani_n(s, b, 2);
+  else shani_n(s, b, 1);
+}
+
+/* mailcrypt_kdf's loop for SHA-NI, register-resident. Every block of the loop is a 32-byte
+ * message (a digest) plus fixed padding, so a digest goes straight from one compression's state
+ * into the next one's message words: the state in ABEF/CDGH order converts to the words
+ * [A B C D] [E F G H] with the shuffles Intel's code uses to store it, and those are W0…W7 of the
+ * next block as sha256msg and sha256rnds2 take them. No byte order round trip through memory
+ * (whose 4-byte stores and 16-byte loads defeat store forwarding), no state copies; W8…W15 are
+ * constants but for the chain's counter. Same results as the loop in mailcrypt_kdf (the tests
+ * compare every wrap with node:crypto, and the portable build with this one). */
 SHANI_TARGET static void kdf_rounds_shani(const uint32_t inner[8], const uint32_t outer[8], uint8_t ua[64],
                                           uint8_t ub[64], uint32_t acca[8], uint32_t accb[8], uint8_t c[64],
                                           uint32_t rounds) {
-  const __m128i BSWAP = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
   __m128i in_abef, in_cdgh, out_abef, out_cdgh, iv_abef, iv_cdgh;
   words_to_state(_mm_loadu_si128((const __m128i *)&inner[0]), _mm_loadu_si128((const __m128i *)&inner[4]), &in_abef, &in_cdgh);
   words_to_state(_mm_loadu_si128((const __m128i *)&outer[0]), _mm_loadu_si128((const __m128i *)&outer[4]), &out_abef, &out_cdgh);
