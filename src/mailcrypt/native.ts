@@ -130,9 +130,7 @@ export function nativeSeal(): NativeSeal | null {
     description: `${a.ec}, ${a.sha256}${a.p521Tables ? ', P-521 key tables' : ''}`,
     async wrap(curve, peerPoint, rounds, probe) {
       try {
-        const [point, encryptedKey, check, kd, found] = await (probe
-          ? a.seal(curve.name, curve.size, peerPoint, rounds, probe)
-          : a.seal(curve.name, curve.size, peerPoint, rounds));
+        const [point, encryptedKey, check, kd, found] = await a.seal(curve.name, curve.size, peerPoint, rounds, probe);
         return probe ? { point, encryptedKey, check, kd, probe: found ?? null } : { point, encryptedKey, check, kd };
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'EBADPOINT') throw badFormat(`invalid ${curve.name} point`);

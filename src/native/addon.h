@@ -31,8 +31,8 @@ napi_value js_lf_convert(napi_env env, napi_callback_info info);
  * than ENOENT) means: read them again the usual way. */
 #define PROBE_HEAD 512
 typedef struct {
-  char uidlist[4096];
-  char dict[4096];
+  char uidlist[PATH_MAX];
+  char dict[PATH_MAX];
   unsigned char head[PROBE_HEAD];
   size_t head_len;
   int head_missing;

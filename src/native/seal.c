@@ -464,14 +464,11 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
   if (argc == 5) napi_typeof(env, argv[4], &t5);
   if (t5 != napi_undefined && t5 != napi_null) {
     napi_value a, b;
-    size_t la, lb;
     bool is_array = false;
     j->probe = calloc(1, sizeof *j->probe);
     if (!j->probe || napi_is_array(env, argv[4], &is_array) != napi_ok || !is_array ||
         napi_get_element(env, argv[4], 0, &a) != napi_ok || napi_get_element(env, argv[4], 1, &b) != napi_ok ||
-        napi_get_value_string_utf8(env, a, j->probe->uidlist, sizeof j->probe->uidlist, &la) != napi_ok ||
-        napi_get_value_string_utf8(env, b, j->probe->dict, sizeof j->probe->dict, &lb) != napi_ok ||
-        la >= sizeof j->probe->uidlist - 1 || lb >= sizeof j->probe->dict - 1) {
+        !get_path(env, a, j->probe->uidlist) || !get_path(env, b, j->probe->dict)) {
       free(j->probe);
       free(j);
       return throw_type(env, "probe: [uidlistPath, dictPath]");
